@@ -1,0 +1,69 @@
+"""What a user checks before training: counts, patients, labels, sizes, and a look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from duiit.data.cohort import Cohort  # noqa: E402
+
+
+def summarise(cohorts: list[Cohort]) -> pd.DataFrame:
+    """One row per modality: images, patients, label statistics and raw image sizes."""
+    rows = []
+    for c in cohorts:
+        row: dict[str, object] = {
+            "modality": c.modality,
+            "images": len(c),
+            "patients": c.n_patients,
+        }
+        if c.is_classification:
+            counts = np.bincount(c.labels.numpy(), minlength=len(c.classes or ()))
+            row["labels"] = ", ".join(
+                f"{n}:{k}" for n, k in zip(c.classes or (), counts, strict=False)
+            )
+        else:
+            lab = c.labels.numpy()
+            row["labels"] = (
+                f"mean {lab.mean():.2f} ± {lab.std():.2f} [{lab.min():.2f}, {lab.max():.2f}]"
+            )
+        shapes = sorted(
+            {f"{h}x{w}" for h, w in zip(c.meta["raw_h"], c.meta["raw_w"], strict=False)}
+        )
+        row["raw sizes"] = ", ".join(shapes[:4]) + (" ..." if len(shapes) > 4 else "")
+        row["image size"] = f"{c.image_size}x{c.image_size}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def contact_sheet(cohorts: list[Cohort], path: Path, per_row: int = 8, seed: int = 0) -> Path:
+    """A PNG grid: one row of random slices (with labels) per modality."""
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(
+        len(cohorts), per_row, figsize=(1.6 * per_row, 1.8 * len(cohorts)), squeeze=False
+    )
+    for r, c in enumerate(cohorts):
+        pick = rng.choice(len(c), size=min(per_row, len(c)), replace=False)
+        for k, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if k >= len(pick):
+                continue
+            i = int(pick[k])
+            ax.imshow(c.images[i, 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
+            lab = c.labels[i].item()
+            text = c.classes[int(lab)] if c.classes else f"{lab:.1f}"
+            ax.set_title(f"{c.modality} {text}", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,23 @@
+"""Shared fixtures: a small phantom cohort written once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from duiit.data.phantom import PhantomSpec, synthesise
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CT 30, MRI 30, PET 30 patients of 2 slices at 32 px: big enough to learn a little."""
+    out = tmp_path_factory.mktemp("phantom") / "cohort"
+    synthesise(
+        out, PhantomSpec(patients={"CT": 30, "MRI": 30, "PET": 30}, size=32, slices=2), quiet=True
+    )
+    return out
