@@ -87,6 +87,114 @@ def data_inspect(
     console.print(f"contact sheet -> {contact_sheet(cohorts, path)}")
 
 
+CONFIG_HELP = "YAML config file (sections data, model, train)."
+PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet-50, batch 1)."
+OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 model.predictor=resnet18."
+
+
+def _show_result(result: dict) -> None:
+    metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    console.print(
+        f"[bold]{result['method']}[/bold] on {result['target']} test patients "
+        f"({result['n']['test']} images): {metrics}"
+    )
+
+
+@app.command("train")
+def train_cmd(
+    target: Path | None = typer.Option(None, help="Manifest of the target modality (e.g. CT)."),
+    source: list[Path] = typer.Option([], help="Manifest of a source modality; repeatable."),
+    out: Path | None = typer.Option(None, help="Run folder to create."),
+    config: Path | None = typer.Option(None, help=CONFIG_HELP),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
+    method: str = typer.Option("duiit", help="Method to train (see `duiit methods`)."),
+    resume: Path | None = typer.Option(None, help="Continue an interrupted run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDE_HELP),
+) -> None:
+    """Train the translator and predictor jointly (DUIIT) on a patient-level split of the
+    target, then report the error on its held-out test patients (library: duiit.runs.train).
+
+    The run folder gets config.yaml, metrics.csv, tb/ (TensorBoard), checkpoints/, samples/
+    (source | translated | cycled grids), model.pt and result.json.
+    """
+    from duiit import runs
+    from duiit.config import load_config
+
+    if resume is not None:
+        if overrides or config or preset:
+            raise DuiitError(
+                "--resume continues with the run's saved configuration; drop "
+                "--config, --preset and overrides"
+            )
+        result = runs.train(None, [], resume, resume=True, quiet=quiet)
+    else:
+        if out is None:
+            raise DuiitError("give --out RUN_DIR (or --resume RUN_DIR)")
+        cfg = load_config(config, overrides or [], preset)
+        result = runs.train(target, source, out, cfg, method=method, quiet=quiet)
+    _show_result(result)
+
+
+@app.command("translate")
+def translate_cmd(
+    run: Path = typer.Argument(..., help="A finished run folder of a translating method."),
+    source: Path = typer.Option(..., help="Manifest of source images to translate."),
+    out: Path = typer.Option(..., help="Folder to create: NIfTI files + manifest.csv."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Translate source images into the target modality, keeping their labels
+    (library: duiit.runs.translate_manifest). Images are written in the target's units
+    (HU for CT), so they read back exactly as duiit saw them."""
+    from duiit.runs import translate_manifest
+
+    console.print(f"translated manifest -> {translate_manifest(run, source, out, force, quiet)}")
+
+
+@app.command("augment")
+def augment_cmd(
+    run: Path = typer.Argument(..., help="A finished run folder of a translating method."),
+    target: Path = typer.Option(..., help="Manifest of the real target training images."),
+    source: list[Path] = typer.Option(..., help="Manifest of a source modality; repeatable."),
+    out: Path = typer.Option(..., help="Folder to create: real/ + translated/ + manifest.csv."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Write the augmented target training set: the real target images plus the translated
+    source images with their labels, as files and one manifest any pipeline can read
+    (library: duiit.runs.augment)."""
+    from duiit.runs import augment
+
+    console.print(f"augmented manifest -> {augment(run, target, source, out, force, quiet)}")
+
+
+@app.command("predict")
+def predict_cmd(
+    run: Path = typer.Argument(..., help="A finished run folder."),
+    input: list[Path] = typer.Option(..., help="A manifest CSV, or image files (repeatable)."),
+    out: Path = typer.Option(..., help="CSV to write: path, slice, patient_id, prediction."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Predict labels of target-modality images with a trained run (library: duiit.runs.predict)."""
+    from duiit.runs import predict
+
+    df = predict(run, input, out, quiet)
+    console.print(f"{len(df)} predictions -> {out}")
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the methods that can be trained and compared."""
+    from duiit.methods import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        console.print(
+            f"{name:16s} {'uses sources' if cls.uses_sources else 'target only ':12s}  "
+            f"{cls.description}"
+        )
+
+
 def main() -> None:
     """Entry point: user errors become one clear message and exit status 2."""
     try:

@@ -34,7 +34,8 @@ class ModelConfig(_Strict):
     ngf: int = Field(64, ge=4, description="generator base width")
     ndf: int = Field(64, ge=4, description="discriminator base width")
     n_blocks: int = Field(0, ge=0, description="residual blocks; 0: 6 at <=128 px, 9 above")
-    predictor: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"
+    predictor: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = "resnet50"
+    width: float = Field(1.0, gt=0, le=4, description="predictor channel width factor")
 
 
 class TrainConfig(_Strict):
@@ -67,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on a laptop CPU: tiny images and networks, enough to see learning happen.
     "cpu-demo": {
         "data": {"image_size": 32},
-        "model": {"ngf": 16, "ndf": 16, "n_blocks": 3, "predictor": "resnet18"},
+        "model": {"ngf": 16, "ndf": 16, "n_blocks": 3, "predictor": "resnet10", "width": 0.5},
         "train": {
             "steps": 300,
             "batch_size": 8,

@@ -187,12 +187,12 @@ def _parse_labels(df: pd.DataFrame, csv_path: Path, task: str) -> pd.Series:
 
 
 def _expand_rows(
-    df: pd.DataFrame, csv_path: Path, cfg: DataConfig, quiet: bool
+    df: pd.DataFrame, base: Path, origin: str, cfg: DataConfig, quiet: bool
 ) -> Iterator[tuple[pd.Series, int, np.ndarray, tuple[int, int]]]:
     """Yield (row, slice index, normalised slice, raw shape) for every usable slice."""
-    for _, row in track(df.iterrows(), f"reading {csv_path.name}", len(df), quiet):
-        path = (csv_path.parent / row["path"].strip()).resolve()
-        where = f"{csv_path}, line {row['line']}"
+    for _, row in track(df.iterrows(), f"reading {Path(origin).name}", len(df), quiet):
+        path = (base / row["path"].strip()).resolve()
+        where = f"{origin}, line {row['line']}"
         if not path.exists():
             raise DuiitError(
                 f"{where}: file {path} does not exist; paths are relative to the manifest's folder"
@@ -228,18 +228,19 @@ def _expand_rows(
             yield row, k, norm[k], slices[k].shape
 
 
-def load_manifest(
-    csv_path: Path, cfg: DataConfig, quiet: bool = False, classes: tuple[str, ...] | None = None
+def _cohorts(
+    df: pd.DataFrame,
+    base: Path,
+    origin: str,
+    cfg: DataConfig,
+    quiet: bool,
+    classes: tuple[str, ...] | None,
 ) -> list[Cohort]:
-    """Load every image of a manifest, one cohort per modality it lists."""
-    csv_path = Path(csv_path)
-    df = read_manifest(csv_path)
-    task = "classification" if classes is not None else cfg.task
-    df["label"] = _parse_labels(df, csv_path, task)
+    """Rows with parsed labels -> one cohort per modality."""
     cohorts = []
     for modality, part in df.groupby("modality", sort=True):
         images, labels, pids, meta = [], [], [], []
-        for row, k, img, raw_shape in _expand_rows(part, csv_path, cfg, quiet):
+        for row, k, img, raw_shape in _expand_rows(part, base, origin, cfg, quiet):
             images.append(
                 to_square(torch.from_numpy(np.ascontiguousarray(img))[None], cfg.image_size)
             )
@@ -250,15 +251,13 @@ def load_manifest(
                     "path": row["path"].strip(),
                     "slice": k,
                     "line": row["line"],
-                    "manifest": str(csv_path),
+                    "manifest": origin,
                     "raw_h": raw_shape[0],
                     "raw_w": raw_shape[1],
                 }
             )
         if not images:
-            raise DuiitError(
-                f"manifest {csv_path}: no usable (non-empty) slices for modality {modality}"
-            )
+            raise DuiitError(f"{origin}: no usable (non-empty) slices for modality {modality}")
         if classes is not None:
             lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
         else:
@@ -274,6 +273,32 @@ def load_manifest(
             )
         )
     return cohorts
+
+
+def load_manifest(
+    csv_path: Path, cfg: DataConfig, quiet: bool = False, classes: tuple[str, ...] | None = None
+) -> list[Cohort]:
+    """Load every image of a manifest, one cohort per modality it lists."""
+    csv_path = Path(csv_path)
+    df = read_manifest(csv_path)
+    task = "classification" if classes is not None else cfg.task
+    df["label"] = _parse_labels(df, csv_path, task)
+    return _cohorts(df, csv_path.parent, str(csv_path), cfg, quiet, classes)
+
+
+def load_files(paths: list[Path], modality: str, cfg: DataConfig, quiet: bool = False) -> Cohort:
+    """Unlabelled image files (for prediction) as one cohort; labels are NaN."""
+    df = pd.DataFrame(
+        {
+            "path": [str(Path(p).resolve()) for p in paths],
+            "label": np.nan,
+            "patient_id": [Path(p).name for p in paths],
+            "modality": modality,
+            "line": np.arange(len(paths)) + 1,
+        }
+    )
+    [cohort] = _cohorts(df, Path.cwd(), "command-line file", cfg, quiet, None)
+    return cohort
 
 
 def _class_names(paths: list[Path], cfg: DataConfig) -> tuple[str, ...] | None:

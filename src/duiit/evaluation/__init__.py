@@ -1,0 +1,1 @@
+"""Metrics, image-quality scores, statistics and the experiment runner."""

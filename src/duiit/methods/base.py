@@ -1,0 +1,230 @@
+"""What every method shares: label coding, device-resident batches, the fitted model, the
+registry. A method is a small class whose `fit` composes models and the training core."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from duiit.config import Config
+from duiit.data.cohort import Cohort
+from duiit.errors import DuiitError
+from duiit.models import Predictor, ResnetGenerator
+from duiit.training.loop import LoopSettings, atomic_save, load_checkpoint
+from duiit.training.runtime import Runtime, eval_mode
+
+
+@dataclass
+class LabelCodec:
+    """Labels <-> network outputs. Regression trains on labels standardised with the target
+    training set's mean/std and reports in label units; classes use cross-entropy."""
+
+    classes: tuple[str, ...] | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, cohort: Cohort) -> LabelCodec:
+        if cohort.is_classification:
+            return cls(classes=cohort.classes)
+        lab = cohort.labels.double()
+        return cls(mean=float(lab.mean()), std=max(float(lab.std()), 1e-6) if len(lab) > 1 else 1.0)
+
+    @property
+    def out_dim(self) -> int:
+        return 1 if self.classes is None else len(self.classes)
+
+    def encode(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.classes is not None:
+            return labels.long()
+        return ((labels.double() - self.mean) / self.std).float()
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.classes is not None:
+            return F.cross_entropy(out.float(), target)
+        return F.mse_loss(out.float(), target)
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """Outputs -> label units (regression) or class indices."""
+        if self.classes is not None:
+            return out.argmax(dim=-1)
+        return out.double() * self.std + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes) if self.classes else None,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabelCodec:
+        return cls(tuple(d["classes"]) if d["classes"] else None, d["mean"], d["std"])
+
+
+class Batches:
+    """A cohort resident on the device (float16 images, encoded labels); random batches are
+    sliced there, so no per-step host work beyond drawing indices from a CPU generator."""
+
+    def __init__(
+        self, cohort: Cohort, codec: LabelCodec, rt: Runtime, images: torch.Tensor | None = None
+    ) -> None:
+        self.images = (cohort.images if images is None else images).to(rt.device)
+        self.labels = codec.encode(cohort.labels).to(rt.device)
+        self.device = rt.device
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self), (n,), generator=gen).to(self.device, non_blocking=True)
+        return self.images[idx].float(), self.labels[idx]
+
+
+def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:
+    """Apply `fn` to a (CPU) image tensor chunk by chunk on the device; results on the CPU."""
+    outs = []
+    for i in range(0, images.shape[0], batch):
+        with rt.autocast():
+            outs.append(fn(images[i : i + batch].to(rt.device).float()).float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def translate(generator: nn.Module, images: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """Source images -> translated images (float16, CPU), generator in eval mode."""
+    with eval_mode(generator):
+        return in_batches(generator, images, rt).to(torch.float16)
+
+
+def predictor_selection(
+    predictor: Predictor, val: Batches, codec: LabelCodec, rt: Runtime
+) -> dict[str, float]:
+    """Validation loss on real target images: the model-selection criterion."""
+    with eval_mode(predictor):
+        out = in_batches(predictor, val.images, rt)
+    labels = val.labels.cpu()
+    metrics = {"selection": float(codec.loss(out, labels))}
+    if codec.classes is None:
+        metrics["mae"] = float((codec.decode(out) - codec.decode(labels)).abs().mean())
+    return metrics
+
+
+def resolve_steps(cfg: Config, n_images: int) -> int:
+    """`train.steps`, or `train.epochs` passes over the largest cohort at the batch size."""
+    if cfg.train.steps > 0:
+        return cfg.train.steps
+    return cfg.train.epochs * math.ceil(n_images / cfg.train.batch_size)
+
+
+def loop_settings(cfg: Config, stage: str, steps: int, quiet: bool) -> LoopSettings:
+    t = cfg.train
+    return LoopSettings(
+        stage=stage,
+        steps=steps,
+        log_every=t.log_every,
+        eval_every=t.eval_every,
+        ckpt_every=t.ckpt_every,
+        sample_every=t.sample_every,
+        decay_start=t.decay_start,
+        quiet=quiet,
+    )
+
+
+def n_blocks(cfg: Config) -> int:
+    from duiit.models import default_blocks
+
+    return cfg.model.n_blocks or default_blocks(cfg.data.image_size)
+
+
+def adam(params, lr: float, beta1: float = 0.9) -> torch.optim.Adam:
+    """Adam with the multi-tensor (foreach) implementation where the device supports it."""
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999))
+
+
+@dataclass
+class FittedModel:
+    """What a method leaves behind: a predictor (with its label codec) and, for translating
+    methods, the source -> target generators."""
+
+    predictor: Predictor
+    codec: LabelCodec
+    backbone: str
+    width: float = 1.0
+    translators: dict[str, ResnetGenerator] = field(default_factory=dict)
+    translator_arch: dict[str, int] = field(default_factory=dict)
+
+    def predict(self, images: torch.Tensor, rt: Runtime) -> np.ndarray:
+        """Images (N, 1, H, W) in [-1, 1] -> labels (regression) or class indices."""
+        self.predictor.to(rt.device)
+        with eval_mode(self.predictor):
+            out = in_batches(self.predictor, images, rt)
+        return self.codec.decode(out).numpy()
+
+    def save(self, path: Path) -> None:
+        atomic_save(
+            {
+                "predictor": self.predictor.state_dict(),
+                "codec": self.codec.to_dict(),
+                "backbone": self.backbone,
+                "width": self.width,
+                "heads": len(self.predictor.heads),
+                "translators": {m: g.state_dict() for m, g in self.translators.items()},
+                "translator_arch": self.translator_arch,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> FittedModel:
+        if not path.exists():
+            raise DuiitError(f"{path} does not exist: is this a finished run folder?")
+        s = load_checkpoint(path)
+        codec = LabelCodec.from_dict(s["codec"])
+        pred = Predictor(s["backbone"], codec.out_dim, heads=s["heads"], width=s["width"])
+        pred.load_state_dict(s["predictor"])
+        gens = {}
+        for m, state in s["translators"].items():
+            gens[m] = ResnetGenerator(**s["translator_arch"])
+            gens[m].load_state_dict(state)
+        return cls(pred, codec, s["backbone"], s["width"], gens, s["translator_arch"])
+
+
+class Method(ABC):
+    """A way of using (or not) source modalities to train a target predictor."""
+
+    name: ClassVar[str]
+    uses_sources: ClassVar[bool]
+    description: ClassVar[str]
+
+    def __init__(self, cfg: Config, rt: Runtime, quiet: bool = False) -> None:
+        self.cfg, self.rt, self.quiet = cfg, rt, quiet
+
+    @abstractmethod
+    def fit(
+        self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
+    ) -> FittedModel:
+        """Train on the target training split (+ sources), select on the validation split."""
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    import duiit.methods  # noqa: F401  (registers every method)
+
+    if name not in REGISTRY:
+        raise DuiitError(f"unknown method {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]

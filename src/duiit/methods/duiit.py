@@ -1,0 +1,254 @@
+"""DUIIT: the translator (CycleGAN per source) and the predictor trained jointly.
+
+L = L_adv(D_t, G) + L_adv(D_s, F) + lambda_cyc * L_cyc + lambda * L_pred, where L_pred is the
+predictor's loss on real target images and on translated source images G(y) with the
+source labels. The predictor minimises L_pred itself; G receives lambda times its gradient,
+which is what steers the translation towards what matters for the task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import wasserstein_distance
+from torch import nn
+
+from duiit.config import Config
+from duiit.data.cohort import Cohort
+from duiit.methods.base import (
+    Batches,
+    FittedModel,
+    LabelCodec,
+    Method,
+    adam,
+    loop_settings,
+    n_blocks,
+    predictor_selection,
+    register,
+    resolve_steps,
+    translate,
+)
+from duiit.models import ImagePool, Predictor, TranslatorBank
+from duiit.training.loop import run_loop
+from duiit.training.runtime import Runtime, eval_mode
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
+
+    This lets one backward pass give the predictor the full gradient of L_pred while the
+    generator receives lambda * dL_pred (and exactly zero when lambda = 0).
+    """
+    return x * factor + x.detach() * (1.0 - factor)
+
+
+def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss against the all-ones (real) or all-zeros (fake) target."""
+    return F.mse_loss(pred.float(), torch.full_like(pred.float(), 1.0 if real else 0.0))
+
+
+def histogram_distance(a: torch.Tensor, b: torch.Tensor, n: int = 20_000, seed: int = 0) -> float:
+    """1-D Wasserstein distance between the pixel intensities of two image sets: how far a
+    translated set is from the real target modality in appearance."""
+    rng = np.random.default_rng(seed)
+    fa, fb = a.float().flatten().numpy(), b.float().flatten().numpy()
+    return float(
+        wasserstein_distance(rng.choice(fa, min(n, fa.size)), rng.choice(fb, min(n, fb.size)))
+    )
+
+
+class TranslationTask:
+    """The joint DUIIT step; with `joint=False` it is plain CycleGAN (no predictor at all)."""
+
+    def __init__(
+        self,
+        target_train: Cohort,
+        target_val: Cohort,
+        sources: list[Cohort],
+        cfg: Config,
+        rt: Runtime,
+        codec: LabelCodec,
+        joint: bool,
+    ) -> None:
+        t = cfg.train
+        self.cfg, self.rt, self.codec, self.joint = cfg, rt, codec, joint
+        self.names = [c.modality for c in sources]
+        self.bank = TranslatorBank(self.names, cfg.model.ngf, cfg.model.ndf, n_blocks(cfg))
+        self.bank.to(rt.device)
+        self.opt = {
+            "G": adam(self.bank.generator_parameters(), t.lr_translator, t.beta1),
+            "D": adam(self.bank.discriminator_parameters(), t.lr_translator, t.beta1),
+        }
+        self.predictor: Predictor | None = None
+        if joint:
+            self.predictor = Predictor(
+                cfg.model.predictor, codec.out_dim, width=cfg.model.width
+            ).to(rt.device)
+            self.opt["P"] = adam(self.predictor.parameters(), t.lr_predictor)
+        self.pool_t = ImagePool(t.pool_size, seed=t.seed + 1)
+        self.pool_s = {
+            m: ImagePool(t.pool_size, seed=t.seed + 2 + i) for i, m in enumerate(self.names)
+        }
+        self.gen = rt.generator(t.seed)
+        self.target = Batches(target_train, codec, rt)
+        self.val = Batches(target_val, codec, rt)
+        self.sources = {c.modality: Batches(c, codec, rt) for c in sources}
+        self.lambda_pred = t.lambda_pred if joint else 0.0
+        # Fixed images to watch: the sample grid and the appearance distance to the target.
+        self.watch = {c.modality: c.images[:: max(1, len(c) // 32)][:32] for c in sources}
+        self.real_target = target_val.images[:256]
+
+    def modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"bank": self.bank}
+        if self.predictor is not None:
+            mods["predictor"] = self.predictor
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.opt
+
+    def generator_losses(
+        self, x: torch.Tensor, rx: torch.Tensor, ys: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """G/F/P losses of one batch, plus the fakes the discriminators will judge."""
+        b = self.bank
+        adv_g = adv_f = cyc = x.new_zeros(())
+        fakes_t, fakes_s = {}, {}
+        for m, (y, _) in ys.items():
+            fake_t = b.G[m](y)
+            fake_s = b.F[m](x)
+            adv_g = adv_g + lsgan(b.D_t(fake_t), True)
+            adv_f = adv_f + lsgan(b.D_s[m](fake_s), True)
+            cyc = cyc + F.l1_loss(b.F[m](fake_t), y) + F.l1_loss(b.G[m](fake_s), x)
+            fakes_t[m], fakes_s[m] = fake_t, fake_s
+        losses = {"adv_G": adv_g, "adv_F": adv_f, "cyc": cyc}
+        if self.predictor is not None:
+            images = torch.cat([x, *(scale_grad(fakes_t[m], self.lambda_pred) for m in ys)])
+            labels = torch.cat([rx, *(r for _, r in ys.values())])
+            losses["pred"] = self.codec.loss(self.predictor(images), labels)
+        return losses, fakes_t, fakes_s
+
+    def discriminator_losses(
+        self,
+        x: torch.Tensor,
+        ys: dict[str, tuple[torch.Tensor, Any]],
+        fakes_t: dict[str, torch.Tensor],
+        fakes_s: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        b = self.bank
+        fake_t = self.pool_t.query(torch.cat(list(fakes_t.values())))
+        d_t = 0.5 * (lsgan(b.D_t(x), True) + lsgan(b.D_t(fake_t), False))
+        d_s = x.new_zeros(())
+        for m, (y, _) in ys.items():
+            fake_s = self.pool_s[m].query(fakes_s[m])
+            d_s = d_s + 0.5 * (lsgan(b.D_s[m](y), True) + lsgan(b.D_s[m](fake_s), False))
+        return {"D_t": d_t, "D_s": d_s}
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        n = self.cfg.train.batch_size
+        x, rx = self.target.sample(self.gen, n)
+        ys = {m: s.sample(self.gen, n) for m, s in self.sources.items()}
+        losses, fakes_t, fakes_s = self.update_generators(x, rx, ys)
+        return {**losses, **self.update_discriminators(x, ys, fakes_t, fakes_s)}
+
+    def update_generators(
+        self, x: torch.Tensor, rx: torch.Tensor, ys: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One Adam step of G, F (and P) on the joint objective, discriminators frozen."""
+        discriminators = self.bank.discriminators()
+        for d in discriminators:
+            d.requires_grad_(False)
+        with self.rt.autocast():
+            losses, fakes_t, fakes_s = self.generator_losses(x, rx, ys)
+        total = losses["adv_G"] + losses["adv_F"] + self.cfg.train.lambda_cyc * losses["cyc"]
+        total = total + losses.get("pred", 0.0)
+        stepped = [self.opt[k] for k in ("G", "P") if k in self.opt]
+        for opt in stepped:
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        for opt in stepped:
+            opt.step()
+        for d in discriminators:
+            d.requires_grad_(True)
+        detach = lambda fakes: {m: f.detach() for m, f in fakes.items()}  # noqa: E731
+        return {k: v.detach() for k, v in losses.items()}, detach(fakes_t), detach(fakes_s)
+
+    def update_discriminators(
+        self,
+        x: torch.Tensor,
+        ys: dict[str, tuple[torch.Tensor, Any]],
+        fakes_t: dict[str, torch.Tensor],
+        fakes_s: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """One Adam step of every discriminator on real images and (pooled) fakes."""
+        with self.rt.autocast():
+            d_losses = self.discriminator_losses(x, ys, fakes_t, fakes_s)
+        self.opt["D"].zero_grad(set_to_none=True)
+        (d_losses["D_t"] + d_losses["D_s"]).backward()
+        self.opt["D"].step()
+        return {k: v.detach() for k, v in d_losses.items()}
+
+    def validate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.predictor is not None:
+            metrics.update(predictor_selection(self.predictor, self.val, self.codec, self.rt))
+        for m, imgs in self.watch.items():
+            metrics[f"hist_dist_{m}"] = histogram_distance(
+                translate(self.bank.G[m], imgs, self.rt), self.real_target
+            )
+        return metrics
+
+    def samples(self) -> list[torch.Tensor]:
+        rows = []
+        with eval_mode(self.bank):
+            for m, imgs in self.watch.items():
+                y = imgs[:6].to(self.rt.device).float()
+                fake = self.bank.G[m](y)
+                rows += [y, fake, self.bank.F[m](fake)]
+        return rows
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "gen": self.gen.get_state(),
+            "pool_t": self.pool_t.state_dict(),
+            "pool_s": {m: p.state_dict() for m, p in self.pool_s.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.pool_t.load_state_dict(state["pool_t"])
+        for m, p in self.pool_s.items():
+            p.load_state_dict(state["pool_s"][m])
+
+    def fitted(self) -> FittedModel:
+        assert self.predictor is not None
+        return FittedModel(
+            self.predictor,
+            self.codec,
+            self.cfg.model.predictor,
+            self.cfg.model.width,
+            dict(self.bank.G.items()),
+            {"ngf": self.cfg.model.ngf, "n_blocks": n_blocks(self.cfg)},
+        )
+
+
+@register
+class Duiit(Method):
+    name = "duiit"
+    uses_sources = True
+    description = "translator + predictor trained jointly (ours)"
+
+    def fit(
+        self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
+    ) -> FittedModel:
+        codec = LabelCodec.fit(target_train)
+        task = TranslationTask(
+            target_train, target_val, sources, self.cfg, self.rt, codec, joint=True
+        )
+        steps = resolve_steps(self.cfg, max(len(c) for c in [target_train, *sources]))
+        run_loop(task, run_dir, loop_settings(self.cfg, "duiit", steps, self.quiet))
+        return task.fitted()

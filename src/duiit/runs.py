@@ -1,0 +1,354 @@
+"""A run folder and the user-facing jobs on it: train, translate, augment, predict.
+
+A run folder holds `config.yaml` (resolved), `run.json` (inputs, method, split), `env.json`
+(versions, git hash, device), `metrics.csv`, `tb/`, `checkpoints/`, `samples/`, `model.pt`
+(the fitted model) and `result.json` (test metrics; written last, so its presence means the
+run finished). Nothing writes elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from duiit import __version__
+from duiit.config import Config, DataConfig, load_config, save_config
+from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
+from duiit.data.sources import load_files, read_manifest
+from duiit.errors import DuiitError
+from duiit.evaluation.metrics import prediction_metrics
+from duiit.methods import FittedModel, get_method
+from duiit.methods.base import translate
+from duiit.training.runtime import Runtime, seed_everything
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Atomic JSON write: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def environment(rt: Runtime) -> dict[str, Any]:
+    """Versions, commit and device: what someone repeating the run needs to know."""
+    try:
+        git = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    dev = str(rt.device)
+    if rt.device.type == "cuda":
+        dev += f" ({torch.cuda.get_device_name(rt.device)})"
+    return {
+        "duiit": __version__,
+        "git": git,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": dev,
+        "bf16": rt.bf16,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def execute(
+    run_dir: Path,
+    method: str,
+    cfg: Config,
+    target: Cohort,
+    sources: list[Cohort],
+    split_seed: int,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Fit `method` on one patient-level split of `target` (+ sources) and score it on the
+    split's test part. Resumes an interrupted run in `run_dir`; a finished one is returned."""
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    write_json(environment(rt), run_dir / "env.json")
+    split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
+    train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
+    seed_everything(cfg.train.seed)
+    cls = get_method(method)
+    used = sources if cls.uses_sources else []
+    start = time.perf_counter()
+    fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
+    seconds = time.perf_counter() - start
+    fitted.save(run_dir / "model.pt")
+    pred = fitted.predict(test.images, rt)
+    true = test.labels.numpy()
+    pd.DataFrame(
+        {
+            "path": test.meta["path"],
+            "slice": test.meta["slice"],
+            "patient_id": test.patient_ids,
+            "label": true,
+            "prediction": pred,
+        }
+    ).to_csv(run_dir / "test_predictions.csv", index=False)
+    result = {
+        "method": method,
+        "target": target.modality,
+        "sources": [c.modality for c in used],
+        "split_seed": split_seed,
+        "metrics": prediction_metrics(pred, true, target.classes),
+        "n": {
+            "train": len(train),
+            "val": len(val),
+            "test": len(test),
+            **{c.modality: len(c) for c in used},
+        },
+        "test_patients": sorted(map(str, np.unique(test.patient_ids))),
+        "fit_seconds": seconds,
+    }
+    write_json(result, result_path)
+    return result
+
+
+def train(
+    target: Path | None,
+    sources: list[Path],
+    out: Path,
+    cfg: Config | None = None,
+    method: str = "duiit",
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """`duiit train`: load the manifests, fit one method, evaluate on the held-out patients.
+
+    With `resume=True`, `out` is an interrupted run: its saved inputs and configuration are
+    used and training continues from the last checkpoint with identical results.
+    """
+    if resume:
+        info_path = out / "run.json"
+        if not info_path.exists():
+            raise DuiitError(f"{out} is not a run folder (no run.json); nothing to resume")
+        info = json.loads(info_path.read_text())
+        target, sources, method = (
+            Path(info["target"]),
+            [Path(p) for p in info["sources"]],
+            info["method"],
+        )
+        cfg = load_config(out / "config.yaml")
+    else:
+        if target is None:
+            raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
+        if out.exists() and any(out.iterdir()):
+            raise DuiitError(
+                f"run folder {out} already exists; continue it with --resume {out} "
+                "or choose another --out"
+            )
+        cfg = cfg or Config()
+        get_method(method)  # fail on a typo before loading anything
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            {
+                "target": str(Path(target).resolve()),
+                "sources": [str(Path(p).resolve()) for p in sources],
+                "method": method,
+            },
+            out / "run.json",
+        )
+    assert cfg is not None and target is not None
+    tgt, src = load_cohorts(target, sources, cfg.data, quiet=quiet)
+    return execute(out, method, cfg, tgt, src, split_seed=cfg.train.seed, quiet=quiet)
+
+
+def _run_parts(run_dir: Path) -> tuple[FittedModel, Config, Runtime]:
+    if not (run_dir / "config.yaml").exists():
+        raise DuiitError(f"{run_dir} is not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    fitted = FittedModel.load(run_dir / "model.pt")
+    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    return fitted, cfg, rt
+
+
+def _denormalise(img: np.ndarray, modality: str, cfg: DataConfig) -> np.ndarray:
+    """[-1, 1] -> the target modality's units, so re-reading the file gives the same image."""
+    unit = (img.astype(np.float32) + 1.0) / 2.0
+    if modality.upper() in {m.upper() for m in cfg.hu_modalities}:
+        level, width = cfg.hu_window
+        return level - width / 2 + unit * width
+    return unit * 1000.0
+
+
+def _write_image(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vol = np.flipud(img).T[:, :, None].astype(np.float32)  # the reader's axial convention
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
+
+
+def _fresh_dir(out: Path, force: bool) -> Path:
+    """A temporary sibling of `out`, renamed into place by `_commit_dir` when all is written."""
+    if out.exists() and not force:
+        raise DuiitError(f"output folder {out} already exists; choose another or pass --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def _commit_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def _translated_rows(
+    fitted: FittedModel,
+    cfg: Config,
+    rt: Runtime,
+    target_modality: str,
+    cohorts: list[Cohort],
+    folder: Path,
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in cohorts:
+        if c.modality not in fitted.translators:
+            raise DuiitError(
+                f"this run has no translator for {c.modality}; it translates "
+                f"{', '.join(fitted.translators) or 'nothing (not a translating method)'}"
+            )
+        fake = translate(fitted.translators[c.modality].to(rt.device), c.images, rt)
+        for i in range(len(c)):
+            stem = Path(c.meta["path"].iloc[i]).name.split(".")[0]
+            rel = f"{c.modality}/{i:05d}_{stem}_s{int(c.meta['slice'].iloc[i])}.nii.gz"
+            _write_image(folder / rel, _denormalise(fake[i, 0].numpy(), target_modality, cfg.data))
+            label = c.classes[int(c.labels[i])] if c.classes else float(c.labels[i])
+            rows.append(
+                {
+                    "path": rel,
+                    "label": label,
+                    "patient_id": c.patient_ids[i],
+                    "modality": target_modality,
+                    "source_modality": c.modality,
+                    "source_path": c.meta["path"].iloc[i],
+                    "source_slice": int(c.meta["slice"].iloc[i]),
+                }
+            )
+    return rows
+
+
+def _target_modality(run_dir: Path) -> str:
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    result = run_dir / "result.json"
+    if result.exists():
+        return json.loads(result.read_text())["target"]
+    if info:
+        return str(read_manifest(Path(info["target"]))["modality"].iloc[0])
+    raise DuiitError(f"{run_dir} does not say which modality is the target (no result.json)")
+
+
+def translate_manifest(
+    run_dir: Path, source: Path, out: Path, force: bool = False, quiet: bool = False
+) -> Path:
+    """`duiit translate`: source images -> target-modality NIfTI files + manifest (labels kept)."""
+    fitted, cfg, rt = _run_parts(run_dir)
+    target_modality = _target_modality(run_dir)
+    cohorts = load_manifest(source, cfg.data, quiet=quiet, classes=fitted.codec.classes)
+    tmp = _fresh_dir(out, force)
+    try:
+        rows = _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp)
+        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+        _commit_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "manifest.csv"
+
+
+def augment(
+    run_dir: Path,
+    target: Path,
+    sources: list[Path],
+    out: Path,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
+    """`duiit augment`: the augmented target training set — real target files (copied) plus
+    translated sources — as files and one manifest, usable by any training pipeline."""
+    fitted, cfg, rt = _run_parts(run_dir)
+    real = read_manifest(target)
+    target_modality = str(real["modality"].iloc[0])
+    cohorts = [
+        c
+        for s in sources
+        for c in load_manifest(s, cfg.data, quiet=quiet, classes=fitted.codec.classes)
+    ]
+    tmp = _fresh_dir(out, force)
+    try:
+        rows = []
+        for _, r in real.iterrows():
+            src = (Path(target).parent / r["path"]).resolve()
+            rel = Path("real") / f"{r['line']:05d}_{src.name}"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / rel)
+            rows.append(
+                {
+                    "path": rel.as_posix(),
+                    "label": r["label"],
+                    "patient_id": r["patient_id"],
+                    "modality": target_modality,
+                    "source_modality": "",
+                    "source_path": r["path"],
+                    "source_slice": r.get("slice", ""),
+                }
+            )
+        rows += _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp / "translated")
+        for row in rows[len(real) :]:
+            row["path"] = f"translated/{row['path']}"
+        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+        _commit_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "manifest.csv"
+
+
+def predict(run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = False) -> pd.DataFrame:
+    """`duiit predict`: a manifest (labels kept beside the predictions) or image files -> CSV."""
+    fitted, cfg, rt = _run_parts(run_dir)
+    is_manifest = len(inputs) == 1 and inputs[0].suffix.lower() == ".csv"
+    if is_manifest:
+        cohorts = load_manifest(inputs[0], cfg.data, quiet=quiet, classes=fitted.codec.classes)
+    else:
+        cohorts = [load_files(inputs, _target_modality(run_dir), cfg.data, quiet=quiet)]
+    frames = []
+    for c in cohorts:
+        pred = fitted.predict(c.images, rt)
+        frame = pd.DataFrame(
+            {"path": c.meta["path"], "slice": c.meta["slice"], "patient_id": c.patient_ids}
+        )
+        if is_manifest:
+            frame["label"] = [c.classes[int(v)] if c.classes else float(v) for v in c.labels]
+        frame["prediction"] = (
+            [fitted.codec.classes[int(k)] for k in pred] if fitted.codec.classes else pred
+        )
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp_csv = out_csv.with_name(f".{out_csv.name}.tmp")
+    df.to_csv(tmp_csv, index=False)
+    os.replace(tmp_csv, out_csv)
+    return df

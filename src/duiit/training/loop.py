@@ -1,0 +1,270 @@
+"""The training loop core. Methods supply a Task (their step); the loop owns the rest:
+LR schedule, logging (CSV + TensorBoard), progress bar, validation-based model selection,
+sample grids, atomic checkpoints with exact resume, and the NaN/Inf guard.
+
+A run folder may hold several stages (e.g. translator, then predictor); each stage has its
+own checkpoints `checkpoints/<stage>-{last,best,final}.pt` and rows in `metrics.csv`. A
+stage whose final checkpoint exists is not trained again, so a resumed run skips it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from duiit.errors import DuiitError
+
+
+class Task(Protocol):
+    """What a method plugs into the loop."""
+
+    def modules(self) -> dict[str, nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached loss tensors (not synced to host)."""
+        ...
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics; the key `selection` (lower is better) drives model choice."""
+        ...
+
+    def samples(self) -> list[torch.Tensor]:
+        """Rows of images (N, 1, H, W) in [-1, 1] for the sample grid; [] for none."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything beyond modules and optimizers needed for exact resume."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LoopSettings:
+    stage: str
+    steps: int
+    log_every: int = 10
+    eval_every: int = 100
+    ckpt_every: int = 200
+    sample_every: int = 200
+    decay_start: float = 0.5
+    quiet: bool = False
+
+
+def linear_decay(steps: int, decay_start: float):
+    """LR factor: 1 for the first `decay_start` of the steps, then linearly to 0 (CycleGAN)."""
+    start = int(steps * decay_start)
+
+    def factor(step: int) -> float:
+        if step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / max(1, steps - start))
+
+    return factor
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file and rename: a kill never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DuiitError(
+            f"checkpoint {path} cannot be read ({exc}); delete it to start that stage afresh"
+        ) from None
+
+
+class MetricsLog:
+    """Long-format `metrics.csv` (stage, step, name, value) plus TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path, stage: str, resume_step: int) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "metrics.csv"
+        self.stage = stage
+        rows: list[list[str]] = []
+        if self.path.exists():  # drop this stage's rows logged after the checkpoint resumed
+            with self.path.open() as f:
+                rows = [
+                    r
+                    for r in list(csv.reader(f))[1:]
+                    if not (r[0] == stage and int(r[1]) > resume_step)
+                ]
+        with self.path.open("w", newline="") as f:
+            csv.writer(f).writerows([["stage", "step", "name", "value"], *rows])
+        self.file = self.path.open("a", newline="")
+        self.writer = csv.writer(self.file)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(run_dir / "tb" / stage), purge_step=resume_step or None)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.writer.writerow([self.stage, step, name, f"{value:.6g}"])
+            self.tb.add_scalar(name, value, step)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        self.tb.close()
+
+
+def save_grid(rows: list[torch.Tensor], path: Path) -> None:
+    """Rows of images side by side in one PNG (what a user looks at to judge translation)."""
+    if not rows:
+        return
+    cols = min(r.shape[0] for r in rows)
+    grid = torch.cat([torch.cat(list(r[:cols, 0].float().cpu()), dim=1) for r in rows], dim=0)
+    arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _check_finite(values: dict[str, float], step: int, stage: str, last_good: Path) -> None:
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        where = (
+            f"the last good checkpoint is {last_good}"
+            if last_good.exists()
+            else "no checkpoint was written before it"
+        )
+        raise DuiitError(
+            f"training stage {stage!r} diverged at step {step}: "
+            f"{', '.join(bad)} became {values[bad[0]]}; {where}. Lower the learning "
+            "rates (train.lr_translator, train.lr_predictor) or check the data"
+        )
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _weights(task: Task) -> dict[str, Any]:
+    return {
+        k: {n: t.detach().clone() for n, t in m.state_dict().items()}
+        for k, m in task.modules().items()
+    }
+
+
+def _load_weights(task: Task, weights: dict[str, Any]) -> None:
+    for k, m in task.modules().items():
+        m.load_state_dict(weights[k])
+
+
+@dataclass
+class LoopResult:
+    best_step: int
+    best_selection: float
+    trained_steps: int
+
+
+def run_loop(task: Task, run_dir: Path, s: LoopSettings) -> LoopResult:
+    """Train `task` for `s.steps`, resuming from this stage's last checkpoint if there is one.
+
+    At the end the modules hold the weights with the best validation `selection` (or the
+    last weights if the task reports none), also saved as `<stage>-final.pt`.
+    """
+    ckdir = run_dir / "checkpoints"
+    last, best, final = (ckdir / f"{s.stage}-{k}.pt" for k in ("last", "best", "final"))
+    if final.exists():  # stage finished earlier: reuse it
+        state = load_checkpoint(final)
+        _load_weights(task, state["weights"])
+        return LoopResult(state["best_step"], state["best_selection"], 0)
+    optimizers = task.optimizers()
+    factor = linear_decay(s.steps, s.decay_start)
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
+    start, best_sel, best_step = 0, math.inf, -1
+    if last.exists():
+        state = load_checkpoint(last)
+        _load_weights(task, state["weights"])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+            schedulers[k].load_state_dict(state["schedulers"][k])
+        task.load_state_dict(state["task"])
+        _set_rng_state(state["rng"])
+        start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
+    log = MetricsLog(run_dir, s.stage, start)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+        disable=s.quiet,
+        transient=False,
+    )
+    bar = progress.add_task(s.stage, total=s.steps, completed=start, losses="")
+    try:
+        with progress:
+            for step in range(start, s.steps):
+                losses = task.train_step(step)
+                for sched in schedulers.values():
+                    sched.step()
+                n = step + 1
+                ending = n == s.steps
+                if n % s.log_every == 0 or n % s.ckpt_every == 0 or ending:
+                    values = {k: float(v) for k, v in losses.items()}  # the one host sync
+                    _check_finite(values, n, s.stage, last)
+                    values["lr"] = (
+                        next(iter(schedulers.values())).get_last_lr()[0] if schedulers else 0.0
+                    )
+                    log.log(n, values)
+                    progress.update(
+                        bar, losses=" ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "lr")
+                    )
+                if n % s.eval_every == 0 or ending:
+                    metrics = task.validate()
+                    if metrics:
+                        log.log(n, {f"val_{k}": v for k, v in metrics.items()})
+                    sel = metrics.get("selection", math.nan)
+                    if math.isfinite(sel) and sel < best_sel:
+                        best_sel, best_step = sel, n
+                        atomic_save({"weights": _weights(task), "step": n}, best)
+                if n % s.sample_every == 0 or ending:
+                    save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
+                if n % s.ckpt_every == 0 or ending:
+                    atomic_save(
+                        {
+                            "weights": _weights(task),
+                            "step": n,
+                            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                            "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
+                            "task": task.state_dict(),
+                            "rng": _rng_state(),
+                            "best_selection": best_sel,
+                            "best_step": best_step,
+                        },
+                        last,
+                    )
+                progress.update(bar, completed=n)
+    finally:
+        log.close()
+    if best_step > 0 and best.exists():
+        _load_weights(task, load_checkpoint(best)["weights"])
+    atomic_save(
+        {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
+    )
+    return LoopResult(best_step, best_sel, s.steps - start)
