@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/duiit data synth --out $(DEMO)/cohort --size 64 --force
-	$(BIN)/duiit data inspect $(DEMO)/cohort/ct.csv $(DEMO)/cohort/mri.csv $(DEMO)/cohort/pet.csv
+	$(BIN)/duiit demo --out $(DEMO) --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

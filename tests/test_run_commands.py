@@ -142,3 +142,18 @@ def test_train_refuses_existing_run_and_resume_of_non_run(
         "train.stepz=3",
     )
     assert res.returncode == 2 and "train.stepz: unknown key" in res.stderr
+
+
+def test_class_labels_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:
+    df = pd.read_csv(phantom_dir / "ct.csv")
+    df["path"] = [str(phantom_dir / p) for p in df["path"]]
+    df["label"] = np.where(df["label"] < 55, "young", "old")
+    df.to_csv(tmp_path / "ct.csv", index=False)
+    cfg = load_config(overrides=[*TINY, "data.task=classification", "train.steps=30"])
+    result = runs.train(
+        tmp_path / "ct.csv", [], tmp_path / "run", cfg, method="target_only", quiet=True
+    )
+    assert set(result["metrics"]) == {"accuracy", "macro_f1"}
+    assert 0 <= result["metrics"]["accuracy"] <= 1
+    pred = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    assert set(pred["prediction"]) <= {"young", "old"} and set(pred["label"]) == {"young", "old"}

@@ -1,6 +1,21 @@
-"""Methods: one file each, all composing the same models and training core."""
+"""Methods: one file each, all composing the same models and training core.
 
-from duiit.methods import duiit
+Importing this package registers every method in `REGISTRY`.
+"""
+
+from duiit.methods import augment, cyclegan, dann, duiit, multitask, target_only, transfer
 from duiit.methods.base import REGISTRY, FittedModel, Method, get_method
 
-__all__ = ["REGISTRY", "FittedModel", "Method", "duiit", "get_method"]
+__all__ = [
+    "REGISTRY",
+    "FittedModel",
+    "Method",
+    "augment",
+    "cyclegan",
+    "dann",
+    "duiit",
+    "get_method",
+    "multitask",
+    "target_only",
+    "transfer",
+]

@@ -202,6 +202,7 @@ class Method(ABC):
 
     name: ClassVar[str]
     uses_sources: ClassVar[bool]
+    translates: ClassVar[bool] = False  # leaves source -> target generators behind
     description: ClassVar[str]
 
     def __init__(self, cfg: Config, rt: Runtime, quiet: bool = False) -> None:

@@ -240,6 +240,7 @@ class TranslationTask:
 class Duiit(Method):
     name = "duiit"
     uses_sources = True
+    translates = True
     description = "translator + predictor trained jointly (ours)"
 
     def fit(

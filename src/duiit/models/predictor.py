@@ -39,6 +39,9 @@ class Predictor(nn.Module):
         """Penultimate (pooled) features: what task FID and domain adaptation look at."""
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
-        out = self.heads[head](self.features(x))
+    def from_features(self, features: torch.Tensor, head: int = 0) -> torch.Tensor:
+        out = self.heads[head](features)
         return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def forward(self, x: torch.Tensor, head: int = 0) -> torch.Tensor:
+        return self.from_features(self.features(x), head)

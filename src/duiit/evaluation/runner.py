@@ -1,0 +1,334 @@
+"""The paper's protocol as one job: settings x methods x repeated patient-level splits.
+
+Each (setting, method, split) is its own run folder under `runs/`; a finished run (its
+result.json exists) is skipped, so an interrupted sweep resumes where it stopped. Splits are
+shared across methods (split k uses seed k), which makes the comparisons paired.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from duiit.config import Config, load_config, parse_overrides
+from duiit.data import Cohort, load_cohorts
+from duiit.errors import DuiitError
+from duiit.evaluation.quality import PredictorFeatures, fid, inception_scores
+from duiit.methods import FittedModel, get_method
+from duiit.methods.base import translate
+from duiit.runs import execute, write_json
+from duiit.training.runtime import Runtime
+
+ALL_METHODS = [
+    "duiit",
+    "cyclegan",
+    "target_only",
+    "transfer",
+    "multitask",
+    "dann",
+    "simple_augment",
+    "autoaugment",
+    "random_erasing",
+]
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    max_images: int = Field(200, ge=2, description="translated images scored per source")
+    inception_weights: Path | None = Field(None, description="local FID Inception weights")
+
+
+class ExperimentConfig(BaseModel):
+    """An experiment file. Paths are relative to the file."""
+
+    model_config = ConfigDict(extra="forbid")
+    target: Path
+    sources: list[Path] = []
+    methods: list[str] = ALL_METHODS
+    settings: list[list[str]] | None = Field(
+        None, description="source subsets to run; default: none (PURE) and every non-empty one"
+    )
+    splits: int = Field(10, ge=1)
+    ours: str = "duiit"
+    alpha: float = Field(0.1, gt=0, lt=1)
+    preset: str | None = None
+    run: dict[str, Any] = Field({}, description="run configuration: data/model/train sections")
+    quality: QualityConfig = QualityConfig()
+
+
+def load_experiment(
+    path: Path, overrides: list[str] | None = None
+) -> tuple[ExperimentConfig, Config]:
+    """Read and validate an experiment file; `run.*` overrides reach the run configuration."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise DuiitError(f"experiment file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise DuiitError(f"experiment file {path} is not valid YAML: {exc}") from None
+    extra = parse_overrides(overrides or [])
+    raw.setdefault("run", {})
+    for section, values in extra.get("run", {}).items():
+        raw["run"].setdefault(section, {}).update(values)
+    raw.update({k: v for k, v in extra.items() if k != "run"})
+    try:
+        exp = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise DuiitError(f"invalid experiment file {path}:\n" + "\n".join(lines)) from None
+    base = path.parent
+    exp.target = base / exp.target
+    exp.sources = [base / s for s in exp.sources]
+    for m in [*exp.methods, exp.ours]:
+        get_method(m)
+    if exp.ours not in exp.methods:
+        raise DuiitError(f"ours={exp.ours!r} is not among methods {exp.methods}")
+    run_overrides = [f"{s}.{k}={json.dumps(v)}" for s, d in exp.run.items() for k, v in d.items()]
+    cfg = load_config(None, run_overrides, exp.preset)
+    return exp, cfg
+
+
+def setting_name(target: str, sources: list[str]) -> str:
+    return f"PURE-{target}" if not sources else "MIX-" + "-".join([target, *sources])
+
+
+def plan(
+    exp: ExperimentConfig, target: Cohort, sources: list[Cohort]
+) -> list[tuple[str, list[Cohort], str, int]]:
+    """(setting, its sources, method, split) for every run, split by split, PURE first."""
+    names = [c.modality for c in sources]
+    subsets = (
+        exp.settings
+        if exp.settings is not None
+        else [list(s) for r in range(len(names) + 1) for s in itertools.combinations(names, r)]
+    )
+    for s in subsets:
+        unknown = set(s) - set(names)
+        if unknown:
+            raise DuiitError(
+                f"setting {s} names {sorted(unknown)}, which is not among the "
+                f"sources ({', '.join(names) or 'none'})"
+            )
+    subsets = sorted(subsets, key=len)
+    grid = []
+    for k in range(exp.splits):
+        for subset in subsets:
+            chosen = [c for c in sources if c.modality in subset]
+            for m in exp.methods:
+                if get_method(m).uses_sources == bool(subset):
+                    grid.append((setting_name(target.modality, subset), chosen, m, k))
+    if not grid:
+        raise DuiitError(
+            "the experiment has no run: check methods and settings (methods that "
+            "use sources need a setting with sources)"
+        )
+    return grid
+
+
+def run_quality(
+    run_dir: Path,
+    reference: Path | None,
+    target: Cohort,
+    sources: list[Cohort],
+    exp: ExperimentConfig,
+    cfg: Config,
+) -> dict[str, Any]:
+    """Scores of one translating run's translations, saved as quality.json, plus the fixed
+    examples (translations.pt) that the report's translation grids show."""
+    path = run_dir / "quality.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    fitted = FittedModel.load(run_dir / "model.pt")
+    ref = FittedModel.load(reference) if reference is not None and reference.exists() else None
+    quality: dict[str, Any] = {"notes": []}
+    examples = {}
+    for c in sources:
+        step = max(1, len(c) // exp.quality.max_images)
+        src = c.subset(list(range(0, len(c), step))[: exp.quality.max_images])
+        fake = translate(fitted.translators[c.modality].to(rt.device), src.images, rt)
+        examples[c.modality] = {"source": src.images[:8].clone(), "translated": fake[:8].clone()}
+        if ref is not None:
+            feats = PredictorFeatures(ref.predictor.to(rt.device))
+            quality[f"task_fid_{c.modality}"] = fid(target.images, fake, feats)
+            quality[f"task_fid_raw_{c.modality}"] = fid(target.images, src.images, feats)
+            pred = ref.predict(fake, rt)
+            true = src.labels.numpy()
+            quality[f"consistency_{c.modality}"] = float(
+                ((pred - true) ** 2).mean() if ref.codec.classes is None else (pred == true).mean()
+            )
+        if exp.quality.inception_weights is not None:
+            try:
+                scores = inception_scores(target.images, fake, exp.quality.inception_weights)
+                quality.update({f"{k}_{c.modality}": v for k, v in scores.items()})
+            except DuiitError as exc:
+                quality["notes"].append(str(exc))
+    if ref is None:
+        quality["notes"].append(
+            "task FID and consistency need the target_only run of the same "
+            "split (add target_only to methods)"
+        )
+    torch.save(examples, run_dir / "translations.pt")
+    write_json(quality, path)
+    return quality
+
+
+def collect(out: Path) -> pd.DataFrame:
+    """All finished runs of an experiment folder as one table (one row per run)."""
+    rows = []
+    for result_path in sorted((out / "runs").glob("*/*/split-*/result.json")):
+        r = json.loads(result_path.read_text())
+        run_dir = result_path.parent
+        row = {
+            "setting": run_dir.parent.parent.name,
+            "method": r["method"],
+            "split": r["split_seed"],
+            "sources": "+".join(r["sources"]),
+            "fit_seconds": r["fit_seconds"],
+            **r["metrics"],
+            "run_dir": str(run_dir),
+        }
+        q = run_dir / "quality.json"
+        if q.exists():
+            row.update({k: v for k, v in json.loads(q.read_text()).items() if k != "notes"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config_path: Path, overrides: list[str], threads: int, devices: Any) -> None:
+    """Each worker process loads the cohorts once and takes one device from the queue."""
+    torch.set_num_threads(threads)
+    exp, cfg = load_experiment(config_path, overrides)
+    device = devices.get()
+    if device != "default":
+        cfg.train.device = device
+    target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
+    _WORKER.update(exp=exp, cfg=cfg, target=target, sources=sources)
+
+
+def _run_one(out: Path, setting: str, names: list[str], method: str, k: int) -> dict[str, Any]:
+    """One grid cell: fit + evaluate (+ translation quality), in this process's state."""
+    exp, cfg, target = _WORKER["exp"], _WORKER["cfg"], _WORKER["target"]
+    chosen = [c for c in _WORKER["sources"] if c.modality in names]
+    run_dir = out / "runs" / setting / method / f"split-{k:02d}"
+    run_cfg = cfg.model_copy(deep=True)
+    run_cfg.train.seed = cfg.train.seed + k
+    result = execute(run_dir, method, run_cfg, target, chosen, split_seed=k, quiet=True)
+    if exp.quality.enabled and get_method(method).translates:
+        pure = setting_name(target.modality, [])
+        reference = out / "runs" / pure / "target_only" / f"split-{k:02d}" / "model.pt"
+        run_quality(run_dir, reference, target, chosen, exp, run_cfg)
+    return result
+
+
+def _devices(cfg: Config, workers: int) -> list[str]:
+    """One device per worker: GPUs round-robin when several are visible, else the default."""
+    n_gpu = torch.cuda.device_count() if cfg.train.device == "auto" else 0
+    return [f"cuda:{i % n_gpu}" for i in range(workers)] if n_gpu > 1 else ["default"] * workers
+
+
+def run_experiment(
+    config_path: Path,
+    out: Path,
+    overrides: list[str] | None = None,
+    quiet: bool = False,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Run (or resume) the whole grid; returns the per-run results table.
+
+    With `workers` > 1 the independent runs fan out over that many processes (each with its
+    share of CPU threads, or its own GPU when several are visible). Runs that need no
+    translator go first, since translation quality is scored with the same split's
+    target_only predictor.
+    """
+    exp, cfg = load_experiment(config_path, overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.yaml").write_text(
+        yaml.safe_dump(
+            json.loads(exp.model_dump_json()) | {"resolved_run": cfg.model_dump(mode="json")},
+            sort_keys=False,
+        )
+    )
+    target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
+    grid = plan(exp, target, sources)
+    console = Console(quiet=quiet)
+    finished = {
+        (s, m, k)
+        for s, _, m, k in grid
+        if (out / "runs" / s / m / f"split-{k:02d}" / "result.json").exists()
+    }
+    todo = [
+        (s, [c.modality for c in ch], m, k)
+        for s, ch, m, k in grid
+        if (s, m, k) not in finished
+        or (
+            get_method(m).translates
+            and exp.quality.enabled
+            and not (out / "runs" / s / m / f"split-{k:02d}" / "quality.json").exists()
+        )
+    ]
+    console.print(
+        f"{len(grid)} runs ({len(grid) - len(todo)} already finished) -> "
+        f"{out / 'runs'}" + (f" with {workers} workers" if workers > 1 else "")
+    )
+    phases = [
+        [t for t in todo if not get_method(t[2]).translates],
+        [t for t in todo if get_method(t[2]).translates],
+    ]
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        bar = progress.add_task("experiment", total=len(grid), completed=len(grid) - len(todo))
+
+        def report(cell: tuple[str, list[str], str, int], result: dict[str, Any]) -> None:
+            setting, _, method, k = cell
+            metrics = "  ".join(f"{n} {v:.4g}" for n, v in result["metrics"].items())
+            progress.console.print(
+                f"{setting:24s} {method:15s} split {k}: {metrics} ({result['fit_seconds']:.0f}s)"
+            )
+            progress.advance(bar)
+
+        if workers <= 1:
+            _WORKER.update(exp=exp, cfg=cfg, target=target, sources=sources)
+            for cell in (c for phase in phases for c in phase):
+                report(cell, _run_one(out, *cell))
+        else:
+            ctx = mp.get_context("spawn")
+            devices = ctx.Queue()
+            for d in _devices(cfg, workers):
+                devices.put(d)
+            threads = max(1, torch.get_num_threads() // workers)
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(config_path, overrides or [], threads, devices),
+            ) as pool:
+                for phase in phases:
+                    futures = {pool.submit(_run_one, out, *cell): cell for cell in phase}
+                    for fut in as_completed(futures):
+                        report(futures[fut], fut.result())
+    results = collect(out)
+    results.to_csv(out / "runs.csv", index=False)
+    return results

@@ -1,0 +1,134 @@
+"""The predictor-training step every baseline composes.
+
+Each step draws one batch from each group (target, a translated source, a source...), runs
+the shared backbone once over all of them, scores each group with its head, and optionally
+adds a domain-adversarial loss on the features (DANN). Augmentation, when given, is applied
+on the device to the target group only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from duiit.config import Config
+from duiit.methods.base import Batches, LabelCodec, adam, predictor_selection
+from duiit.models import Predictor
+from duiit.training.runtime import Runtime
+
+
+@dataclass
+class Group:
+    """A source of training batches: which head scores it and which domain it is."""
+
+    batches: Batches
+    head: int = 0
+    domain: int = 0
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward, gradient times -weight backward (Ganin & Lempitsky)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.weight * grad, None
+
+
+class PredictorTask:
+    """Trains a predictor (optionally with a domain classifier) on groups of batches."""
+
+    def __init__(
+        self,
+        groups: list[Group],
+        val: Batches,
+        cfg: Config,
+        rt: Runtime,
+        codec: LabelCodec,
+        predictor: Predictor | None = None,
+        heads: int = 1,
+        domains: int = 0,
+        total_steps: int = 1,
+    ) -> None:
+        self.groups, self.val, self.cfg, self.rt, self.codec = groups, val, cfg, rt, codec
+        self.predictor = predictor or Predictor(
+            cfg.model.predictor, codec.out_dim, heads=heads, width=cfg.model.width
+        )
+        self.predictor.to(rt.device)
+        params = list(self.predictor.parameters())
+        self.domain_head: nn.Module | None = None
+        if domains > 1:
+            d = self.predictor.feature_dim
+            self.domain_head = nn.Sequential(
+                nn.Linear(d, d // 2), nn.ReLU(True), nn.Linear(d // 2, domains)
+            ).to(rt.device)
+            params += list(self.domain_head.parameters())
+        self.opt = {"P": adam(params, cfg.train.lr_predictor)}
+        self.gen = rt.generator(cfg.train.seed)
+        self.total_steps = max(1, total_steps)
+
+    def modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"predictor": self.predictor}
+        if self.domain_head is not None:
+            mods["domain_head"] = self.domain_head
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.opt
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        n = self.cfg.train.batch_size
+        xs, ys = [], []
+        for g in self.groups:
+            x, y = g.batches.sample(self.gen, n)
+            xs.append(g.augment(x) if g.augment is not None else x)
+            ys.append(y)
+        with self.rt.autocast():
+            feats = self.predictor.features(torch.cat(xs))
+            parts = feats.split([x.shape[0] for x in xs])
+            pred = sum(
+                self.codec.loss(self.predictor.from_features(f, g.head), y)
+                for g, f, y in zip(self.groups, parts, ys, strict=True)
+            ) / len(self.groups)
+            losses = {"pred": pred}
+            total = pred
+            if self.domain_head is not None:
+                # DANN's schedule: the reversal weight grows from 0 to 1 over training.
+                p = step / self.total_steps
+                weight = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+                logits = self.domain_head(GradReverse.apply(feats, weight))
+                domains = torch.cat(
+                    [
+                        torch.full((x.shape[0],), g.domain, device=feats.device)
+                        for g, x in zip(self.groups, xs, strict=True)
+                    ]
+                )
+                losses["domain"] = F.cross_entropy(logits.float(), domains)
+                total = total + losses["domain"]
+        self.opt["P"].zero_grad(set_to_none=True)
+        total.backward()
+        self.opt["P"].step()
+        return {k: v.detach() for k, v in losses.items()}
+
+    def validate(self) -> dict[str, float]:
+        return predictor_selection(self.predictor, self.val, self.codec, self.rt)
+
+    def samples(self) -> list[torch.Tensor]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])

@@ -1,0 +1,60 @@
+"""PURE: the predictor on real target images only — the floor every method must beat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from duiit.data.cohort import Cohort
+from duiit.methods.base import (
+    Batches,
+    FittedModel,
+    LabelCodec,
+    Method,
+    loop_settings,
+    register,
+    resolve_steps,
+)
+from duiit.methods.predictor_task import Group, PredictorTask
+from duiit.training.loop import run_loop
+
+
+def fit_predictor(
+    method: Method,
+    groups: list[Group],
+    target_val: Cohort,
+    codec: LabelCodec,
+    run_dir: Path,
+    stage: str,
+    n_images: int,
+    **task_kw,
+) -> FittedModel:
+    """Train a predictor on `groups` with the shared loop; the common last stage of baselines."""
+    cfg = method.cfg
+    steps = resolve_steps(cfg, n_images)
+    task = PredictorTask(
+        groups,
+        Batches(target_val, codec, method.rt),
+        cfg,
+        method.rt,
+        codec,
+        total_steps=steps,
+        **task_kw,
+    )
+    run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet))
+    return FittedModel(task.predictor, codec, cfg.model.predictor, cfg.model.width)
+
+
+@register
+class TargetOnly(Method):
+    name = "target_only"
+    uses_sources = False
+    description = "predictor on real target images only (PURE)"
+
+    def fit(
+        self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
+    ) -> FittedModel:
+        codec = LabelCodec.fit(target_train)
+        groups = [Group(Batches(target_train, codec, self.rt))]
+        return fit_predictor(
+            self, groups, target_val, codec, run_dir, "predictor", len(target_train)
+        )

@@ -1,0 +1,164 @@
+"""Assemble the report of an experiment folder."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from duiit.errors import DuiitError
+from duiit.evaluation.runner import collect
+from duiit.report import figures
+from duiit.report.tables import (
+    AUGMENTATIONS,
+    error_table,
+    metric_columns,
+    primary_metric,
+    quality_table,
+    significance,
+    summary,
+    to_markdown,
+    versus_table,
+)
+
+
+def _experiment(out: Path) -> dict:
+    path = out / "experiment.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[str, Path]:
+    figs: dict[str, Path] = {}
+    fig_dir = out / "figures"
+    s = summary(results, [metric])
+    figs["Prediction error"] = figures.error_bars(s, metric, fig_dir / "error_bars.png")
+    first = results.sort_values("split").groupby(["setting", "method"]).first().reset_index()
+    curves = {}
+    for _, r in first[first["method"] == ours].iterrows():
+        m = pd.read_csv(Path(r["run_dir"]) / "metrics.csv")
+        curves[r["setting"]] = m
+    if curves:
+        figs["Learning curves (ours, first split)"] = figures.learning_curves(
+            curves, fig_dir / "learning_curves.png"
+        )
+    scatter = {}
+    for method in (ours, "target_only"):
+        cand = first[first["method"] == method]
+        if not cand.empty:
+            r = cand.sort_values("setting", key=lambda c: c.str.count("-")).iloc[-1]
+            scatter[f"{method} ({r['setting']})"] = pd.read_csv(
+                Path(r["run_dir"]) / "test_predictions.csv"
+            )
+    if scatter and primary_metric(results)[0] == "mse":
+        figs["Predicted vs true (first split)"] = figures.predicted_vs_true(
+            scatter, fig_dir / "predicted_vs_true.png"
+        )
+    translating = first[first["run_dir"].map(lambda d: (Path(d) / "translations.pt").exists())]
+    if not translating.empty:
+        widest = translating["setting"].str.count("-").max()
+        chosen = translating[translating["setting"].str.count("-") == widest]
+        setting = chosen["setting"].iloc[0]
+        examples = {
+            r["method"]: torch.load(Path(r["run_dir"]) / "translations.pt", weights_only=True)
+            for _, r in chosen.iterrows()
+        }
+        for source in next(iter(examples.values())):
+            rows = {source: next(iter(examples.values()))[source]["source"]}
+            for method in ("cyclegan", ours, *sorted(set(examples) - {"cyclegan", ours})):
+                if method in examples:
+                    rows[method] = examples[method][source]["translated"]
+            figs[f"Translations {source} → target ({setting})"] = figures.translation_grid(
+                rows,
+                f"{source}: source / translations ({setting}, first split)",
+                fig_dir / f"translations_{source}.png",
+            )
+    return figs
+
+
+def build_report(out: Path) -> dict[str, Path]:
+    """Write results.md, results.csv, figures/*.png and report.html for an experiment folder."""
+    out = Path(out)
+    results = collect(out)
+    if results.empty:
+        raise DuiitError(
+            f"{out} holds no finished run (runs/*/*/split-*/result.json); run "
+            "`duiit experiment` first"
+        )
+    exp = _experiment(out)
+    ours, alpha = exp.get("ours", "duiit"), float(exp.get("alpha", 0.1))
+    if ours not in set(results["method"]):
+        ours = results["method"].iloc[0]
+    metric, lower = primary_metric(results)
+    full = summary(results, metric_columns(results) + ["fit_seconds"])
+    full.to_csv(out / "results.csv", index=False)
+    methods = list(results["method"].drop_duplicates())
+    baselines = [m for m in methods if m != ours and m not in AUGMENTATIONS]
+    augments = [m for m in methods if m in AUGMENTATIONS]
+    sig = significance(results, metric, ours, alpha, lower)
+    error_title = f"Prediction error on real target test patients ({metric}, mean ± std)"
+    tables = {
+        error_title: error_table(results).reset_index(),
+        f"Ours ({ours}) vs baselines": versus_table(results, ours, baselines, alpha),
+        f"Ours ({ours}) vs augmentation": versus_table(results, ours, augments, alpha),
+        "Translation quality (task FID: lower is closer to real target; consistency: error "
+        "of a real-target predictor on translated images)": quality_table(results),
+        f"Significance (t-tests at alpha = {alpha}; diff = other − ours)": sig,
+    }
+    figs = _figures(out, results, ours, metric)
+    splits = int(results["split"].nunique())
+    intro = (
+        f"{len(results)} runs: {results['setting'].nunique()} settings, "
+        f"{len(methods)} methods, {splits} patient-level splits. "
+        f"Primary metric: test {metric} ({'lower' if lower else 'higher'} is better). "
+        f"`*`: p < {alpha}."
+    )
+    md = [f"# duiit results: {out.name}\n", intro + "\n"]
+    for title, df in tables.items():
+        md += [f"## {title}\n", to_markdown(df)]
+    md += ["## Figures\n", *[f"![{t}](figures/{p.name})\n" for t, p in figs.items()]]
+    (out / "results.md").write_text("\n".join(md))
+    (out / "report.html").write_text(_html(out.name, intro, tables, figs, exp))
+    return {
+        "results.md": out / "results.md",
+        "results.csv": out / "results.csv",
+        "report.html": out / "report.html",
+        **{p.name: p for p in figs.values()},
+    }
+
+
+def _html(
+    name: str, intro: str, tables: dict[str, pd.DataFrame], figs: dict[str, Path], exp: dict
+) -> str:
+    parts = [f"<h1>duiit results: {html.escape(name)}</h1>", f"<p>{html.escape(intro)}</p>"]
+    for title, df in tables.items():
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(
+            df.to_html(
+                index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t"
+            )
+            if not df.empty
+            else "<p><i>nothing to show</i></p>"
+        )
+    for title, path in figs.items():
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><img src='figures/{path.name}' "
+            f"alt='{html.escape(title)}'>"
+        )
+    parts.append(
+        "<h2>Experiment</h2><pre>" + html.escape(json.dumps(exp, indent=1, default=str)) + "</pre>"
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+        "img{max-width:100%;border:1px solid #eee}pre{font-size:11px;background:#f7f7f7;"
+        "padding:1em;overflow:auto}h2{font-size:17px;margin-top:1.6em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>duiit {html.escape(name)}"
+        f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )

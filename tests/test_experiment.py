@@ -1,0 +1,143 @@
+"""The protocol end to end at tiny size: every method and setting, the report, and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from duiit.errors import DuiitError
+from duiit.evaluation.runner import ALL_METHODS, load_experiment, run_experiment
+from duiit.report import build_report
+
+RUN = {
+    "data": {"image_size": 32},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "train": {
+        "steps": 6,
+        "batch_size": 4,
+        "eval_every": 3,
+        "log_every": 3,
+        "ckpt_every": 6,
+        "sample_every": 6,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("exp")
+    (root / "exp.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "target": str(phantom_dir / "ct.csv"),
+                "sources": [str(phantom_dir / "mri.csv"), str(phantom_dir / "pet.csv")],
+                "methods": ALL_METHODS,
+                "splits": 2,
+                "run": RUN,
+                "quality": {"max_images": 16},
+            }
+        )
+    )
+    run_experiment(root / "exp.yaml", root / "out", quiet=True)
+    return root
+
+
+def test_every_method_and_setting_ran(sweep: Path) -> None:
+    runs = pd.read_csv(sweep / "out" / "runs.csv")
+    settings = {"PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET"}
+    assert set(runs["setting"]) == settings
+    source_free = {"target_only", "simple_augment", "autoaugment", "random_erasing"}
+    for method in ALL_METHODS:
+        got = set(runs.loc[runs["method"] == method, "setting"])
+        assert got == ({"PURE-CT"} if method in source_free else settings - {"PURE-CT"}), method
+    assert len(runs) == 2 * (4 + 5 * 3)
+    assert runs["mse"].notna().all()
+    assert runs.loc[runs["method"] == "duiit", "task_fid_MRI"].notna().any()
+
+
+def test_report_has_every_row_and_figure(sweep: Path) -> None:
+    written = build_report(sweep / "out")
+    md = (sweep / "out" / "results.md").read_text()
+    for method in ALL_METHODS:
+        assert f"| {method} |" in md, method
+    for setting in ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET"):
+        assert setting in md
+    for title in ("vs baselines", "vs augmentation", "Translation quality", "Significance"):
+        assert title in md
+    csv = pd.read_csv(sweep / "out" / "results.csv")
+    assert len(csv) == 4 + 5 * 3 and (csv["splits"] == 2).all()
+    html = (sweep / "out" / "report.html").read_text()
+    for name in (
+        "error_bars.png",
+        "learning_curves.png",
+        "predicted_vs_true.png",
+        "translations_MRI.png",
+        "translations_PET.png",
+    ):
+        assert name in written and written[name].stat().st_size > 1000, name
+        assert f"figures/{name}" in html
+
+
+def test_resuming_a_finished_sweep_runs_nothing(sweep: Path) -> None:
+    results = sorted((sweep / "out" / "runs").rglob("result.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in (sweep / "out" / "runs").rglob("*") if p.is_file()}
+    run_experiment(sweep / "exp.yaml", sweep / "out", quiet=True)
+    after = {p: p.stat().st_mtime_ns for p in (sweep / "out" / "runs").rglob("*") if p.is_file()}
+    assert after == stamps and len(results) == 38
+
+
+def test_interrupted_sweep_finishes_only_what_is_missing(sweep: Path) -> None:
+    victim = sweep / "out" / "runs" / "MIX-CT-PET" / "transfer" / "split-01"
+    (victim / "result.json").unlink()
+    others = {p: p.stat().st_mtime_ns for p in (sweep / "out" / "runs").rglob("result.json")}
+    run_experiment(sweep / "exp.yaml", sweep / "out", quiet=True)
+    assert (victim / "result.json").exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in others.items())
+
+
+def test_experiment_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_text("target: ct.csv\nmethods: [duiit, magic]\n")
+    with pytest.raises(DuiitError, match="unknown method 'magic'"):
+        load_experiment(tmp_path / "e.yaml")
+    (tmp_path / "e.yaml").write_text("target: ct.csv\nsplitz: 3\n")
+    with pytest.raises(DuiitError, match="splitz: Extra inputs"):
+        load_experiment(tmp_path / "e.yaml")
+    (tmp_path / "e.yaml").write_text("target: ct.csv\nrun: {train: {stepz: 1}}\n")
+    with pytest.raises(DuiitError, match="train.stepz: unknown key"):
+        load_experiment(tmp_path / "e.yaml")
+
+
+def test_fan_out_over_two_workers(phantom_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "target": str(phantom_dir / "ct.csv"),
+                "sources": [str(phantom_dir / "mri.csv")],
+                "methods": ["duiit", "target_only"],
+                "splits": 2,
+                "run": RUN,
+                "quality": {"max_images": 8},
+            }
+        )
+    )
+    runs = run_experiment(tmp_path / "exp.yaml", tmp_path / "out", quiet=True, workers=2)
+    assert sorted(zip(runs["method"], runs["split"], strict=True)) == [
+        ("duiit", 0),
+        ("duiit", 1),
+        ("target_only", 0),
+        ("target_only", 1),
+    ]
+    assert runs["task_fid_MRI"].notna().sum() == 2  # quality scored after target_only ran
+
+
+def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
+    from duiit.demo import prepare_demo
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep.txt").write_text("mine")
+    with pytest.raises(DuiitError, match="--force"):
+        prepare_demo(tmp_path / "d")
+    assert (tmp_path / "d" / "keep.txt").exists()
