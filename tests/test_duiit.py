@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import TINY as BASE
 
 from duiit import runs
 from duiit.config import Config, load_config
@@ -17,15 +18,7 @@ from duiit.methods.base import LabelCodec, translate
 from duiit.methods.duiit import TranslationTask, histogram_distance, scale_grad
 from duiit.training.runtime import Runtime, seed_everything
 
-TINY = [
-    "data.image_size=32",
-    "model.ngf=8",
-    "model.ndf=8",
-    "model.n_blocks=2",
-    "model.predictor=resnet10",
-    "model.width=0.5",
-    "train.batch_size=8",
-]
+TINY = [*BASE, "train.batch_size=8"]
 
 
 def tiny_config(*extra: str) -> Config:

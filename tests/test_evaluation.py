@@ -107,3 +107,21 @@ def test_fid_matches_closed_form_for_gaussians() -> None:
     closed = float(((mu1 - mu2) ** 2).sum() + (s1**2 + s2**2 - 2 * s1 * s2).sum())
     assert fid(a, b, _Identity()) == pytest.approx(closed, rel=0.02)
     assert fid(a, a[torch.randperm(n, generator=g)], _Identity()) == pytest.approx(0, abs=1e-3)
+
+
+def test_inception_scores_explain_what_is_missing(tmp_path) -> None:
+    from duiit.errors import DuiitError
+    from duiit.evaluation.quality import inception_scores
+
+    images = torch.zeros(4, 1, 32, 32)
+    with pytest.raises(DuiitError, match="Inception weights .* not found"):
+        inception_scores(images, images, tmp_path / "none.pth")
+    (tmp_path / "w.pth").write_bytes(b"not really weights")
+    try:
+        import torch_fidelity  # noqa: F401
+        import torchvision  # noqa: F401
+    except Exception:  # the CPU-only torch here: the extra cannot be installed
+        with pytest.raises(DuiitError, match=r"pip install 'duiit\[inception\]'"):
+            inception_scores(images, images, tmp_path / "w.pth")
+    else:
+        pytest.skip("torch-fidelity is installed here; this test covers its absence only")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY as BASE
 from test_cli import duiit
 
 from duiit import runs
@@ -17,17 +18,7 @@ from duiit.methods import FittedModel
 from duiit.methods.base import translate
 from duiit.training.runtime import Runtime
 
-TINY = [
-    "data.image_size=32",
-    "model.ngf=8",
-    "model.ndf=8",
-    "model.n_blocks=2",
-    "model.predictor=resnet10",
-    "model.width=0.5",
-    "train.batch_size=4",
-    "train.steps=20",
-    "train.eval_every=10",
-]
+TINY = [*BASE, "train.batch_size=4", "train.steps=20", "train.eval_every=10"]
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,13 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import TINY as BASE
 from torch import nn
 
 from duiit.errors import DuiitError
 from duiit.training.loop import LoopSettings, linear_decay, load_checkpoint, run_loop
 
-TINY = [
-    "data.image_size=32",
-    "model.ngf=8",
-    "model.ndf=8",
-    "model.n_blocks=2",
-    "model.predictor=resnet10",
-    "model.width=0.5",
-    "train.batch_size=4",
-]
+TINY = [*BASE, "train.batch_size=4"]
 
 
 def _train(args: list[str], **kw: Any) -> subprocess.Popen:

@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,16 +28,10 @@ from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
 from duiit.data.sources import load_files, read_manifest
 from duiit.errors import DuiitError
 from duiit.evaluation.metrics import prediction_metrics
+from duiit.files import staged_dir, write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
 from duiit.training.runtime import Runtime, seed_everything
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Atomic JSON write: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def environment(rt: Runtime) -> dict[str, Any]:
@@ -201,20 +194,6 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
 
 
-def _fresh_dir(out: Path, force: bool) -> Path:
-    """A temporary sibling of `out`, renamed into place by `_commit_dir` when all is written."""
-    if out.exists() and not force:
-        raise DuiitError(f"output folder {out} already exists; choose another or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _commit_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-
-
 def _translated_rows(
     fitted: FittedModel,
     cfg: Config,
@@ -222,7 +201,10 @@ def _translated_rows(
     target_modality: str,
     cohorts: list[Cohort],
     folder: Path,
+    prefix: str,
 ) -> list[dict[str, Any]]:
+    """Translate every image, write it under `folder/prefix` in the target's units, and
+    return its manifest rows (labels and origin kept)."""
     rows = []
     for c in cohorts:
         if c.modality not in fitted.translators:
@@ -233,7 +215,7 @@ def _translated_rows(
         fake = translate(fitted.translators[c.modality].to(rt.device), c.images, rt)
         for i in range(len(c)):
             stem = Path(c.meta["path"].iloc[i]).name.split(".")[0]
-            rel = f"{c.modality}/{i:05d}_{stem}_s{int(c.meta['slice'].iloc[i])}.nii.gz"
+            rel = f"{prefix}{c.modality}/{i:05d}_{stem}_s{int(c.meta['slice'].iloc[i])}.nii.gz"
             _write_image(folder / rel, _denormalise(fake[i, 0].numpy(), target_modality, cfg.data))
             label = c.classes[int(c.labels[i])] if c.classes else float(c.labels[i])
             rows.append(
@@ -267,14 +249,9 @@ def translate_manifest(
     fitted, cfg, rt = _run_parts(run_dir)
     target_modality = _target_modality(run_dir)
     cohorts = load_manifest(source, cfg.data, quiet=quiet, classes=fitted.codec.classes)
-    tmp = _fresh_dir(out, force)
-    try:
-        rows = _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp)
+    with staged_dir(out, force) as tmp:
+        rows = _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp, "")
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
-        _commit_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "manifest.csv"
 
 
@@ -296,11 +273,12 @@ def augment(
         for s in sources
         for c in load_manifest(s, cfg.data, quiet=quiet, classes=fitted.codec.classes)
     ]
-    tmp = _fresh_dir(out, force)
-    try:
+    with staged_dir(out, force) as tmp:
         rows = []
         for _, r in real.iterrows():
             src = (Path(target).parent / r["path"]).resolve()
+            if not src.exists():
+                raise DuiitError(f"{target}, line {r['line']}: file {src} does not exist")
             rel = Path("real") / f"{r['line']:05d}_{src.name}"
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / rel)
@@ -315,14 +293,8 @@ def augment(
                     "source_slice": r.get("slice", ""),
                 }
             )
-        rows += _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp / "translated")
-        for row in rows[len(real) :]:
-            row["path"] = f"translated/{row['path']}"
+        rows += _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp, "translated/")
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
-        _commit_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out / "manifest.csv"
 
 

@@ -12,8 +12,6 @@ ordinary NIfTI files plus manifests, so it goes through exactly the path a user'
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
 from duiit.errors import DuiitError
+from duiit.files import staged_dir
 from duiit.progress import track
 
 MODALITIES = ("CT", "MRI", "PET")
@@ -194,14 +193,8 @@ def synthesise(
     if spec.size < 16 or spec.slices < 1 or min(spec.patients.values(), default=0) < 1:
         raise DuiitError("phantom needs size >= 16, slices >= 1 and >= 1 patient per modality")
     out = Path(out)
-    if out.exists() and not force:
-        raise DuiitError(
-            f"output folder {out} already exists; choose another or pass --force to replace it"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        manifests = {}
+    manifests = {}
+    with staged_dir(out, force) as tmp:
         for m_index, modality in enumerate(MODALITIES):
             count = spec.patients.get(modality, 0)
             if not count:
@@ -219,10 +212,4 @@ def synthesise(
             (tmp / f"{modality.lower()}.csv").write_text("\n".join(rows) + "\n")
             manifests[modality] = out / f"{modality.lower()}.csv"
         (tmp / "phantom.json").write_text(json.dumps(asdict(spec), indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifests

@@ -25,9 +25,10 @@ from duiit.config import Config, load_config, parse_overrides
 from duiit.data import Cohort, load_cohorts
 from duiit.errors import DuiitError
 from duiit.evaluation.quality import PredictorFeatures, fid, inception_scores
+from duiit.files import write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
-from duiit.runs import execute, write_json
+from duiit.runs import execute
 from duiit.training.runtime import Runtime
 
 ALL_METHODS = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
-from duiit.methods.base import Batches, FittedModel, LabelCodec, Method, register
-from duiit.methods.predictor_task import Group
+from duiit.methods.base import FittedModel, LabelCodec, Method, register
+from duiit.methods.predictor_task import modality_groups
 from duiit.methods.target_only import fit_predictor
 
 
@@ -21,8 +21,8 @@ class Dann(Method):
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
-        groups = [Group(Batches(target_train, codec, self.rt), domain=0)]
-        groups += [Group(Batches(c, codec, self.rt), domain=k + 1) for k, c in enumerate(sources)]
+        cohorts = [target_train, *sources]
+        groups = modality_groups(cohorts, codec, self.rt, per_domain=True)
         return fit_predictor(
             self,
             groups,
@@ -30,6 +30,6 @@ class Dann(Method):
             codec,
             run_dir,
             "predictor",
-            max(len(c) for c in [target_train, *sources]),
+            max(map(len, cohorts)),
             domains=len(groups),
         )

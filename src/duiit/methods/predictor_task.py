@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from duiit.config import Config
+from duiit.data.cohort import Cohort
 from duiit.methods.base import Batches, LabelCodec, adam, predictor_selection
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
@@ -31,6 +32,20 @@ class Group:
     head: int = 0
     domain: int = 0
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def modality_groups(
+    cohorts: list[Cohort],
+    codec: LabelCodec,
+    rt: Runtime,
+    per_head: bool = False,
+    per_domain: bool = False,
+) -> list[Group]:
+    """One group per cohort; optionally each with its own head (MTL) or domain label (DANN)."""
+    return [
+        Group(Batches(c, codec, rt), head=k if per_head else 0, domain=k if per_domain else 0)
+        for k, c in enumerate(cohorts)
+    ]
 
 
 class GradReverse(torch.autograd.Function):

@@ -14,7 +14,7 @@ from duiit.methods.base import (
     register,
     resolve_steps,
 )
-from duiit.methods.predictor_task import Group, PredictorTask
+from duiit.methods.predictor_task import Group, PredictorTask, modality_groups
 from duiit.training.loop import run_loop
 
 
@@ -54,7 +54,7 @@ class TargetOnly(Method):
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
-        groups = [Group(Batches(target_train, codec, self.rt))]
+        groups = modality_groups([target_train], codec, self.rt)
         return fit_predictor(
             self, groups, target_val, codec, run_dir, "predictor", len(target_train)
         )

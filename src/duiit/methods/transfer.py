@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
-from duiit.methods.base import Batches, FittedModel, LabelCodec, Method, register
-from duiit.methods.predictor_task import Group
+from duiit.methods.base import FittedModel, LabelCodec, Method, register
+from duiit.methods.predictor_task import modality_groups
 from duiit.methods.target_only import fit_predictor
 
 
@@ -21,11 +21,11 @@ class Transfer(Method):
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
-        pre = [Group(Batches(c, codec, self.rt)) for c in sources]
+        pre = modality_groups(sources, codec, self.rt)
         pretrained = fit_predictor(
             self, pre, target_val, codec, run_dir, "pretrain", max(len(c) for c in sources)
         )
-        groups = [Group(Batches(target_train, codec, self.rt))]
+        groups = modality_groups([target_train], codec, self.rt)
         return fit_predictor(
             self,
             groups,
