@@ -64,5 +64,6 @@ def test_config_layers_and_messages(tmp_path: Path) -> None:
         load_config(overrides=["model.predictor=vgg"])
     with pytest.raises(DuiitError, match="unknown preset 'fast'; choose one of: cpu-demo"):
         load_config(preset="fast")
+    assert load_config(overrides=["train.compile=off"]).train.compile == "off"
     with pytest.raises(DuiitError, match="section.key=value"):
         parse_overrides(["steps"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from duiit.errors import DuiitError
 
@@ -56,6 +56,14 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    fast: bool = Field(True, description="GPU fast path: bf16, channels_last, fused Adam")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile; auto: GPU")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, v: object) -> object:
+        """YAML reads `on`/`off` as booleans; take them as meant."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 class Config(_Strict):

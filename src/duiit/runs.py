@@ -80,7 +80,7 @@ def execute(
         return json.loads(result_path.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    rt = Runtime.from_config(cfg.train)
     write_json(environment(rt), run_dir / "env.json")
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
     train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
@@ -175,7 +175,7 @@ def _run_parts(run_dir: Path) -> tuple[FittedModel, Config, Runtime]:
         raise DuiitError(f"{run_dir} is not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
     fitted = FittedModel.load(run_dir / "model.pt")
-    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    rt = Runtime.from_config(cfg.train)
     return fitted, cfg, rt
 
 

@@ -152,7 +152,7 @@ def run_quality(
     path = run_dir / "quality.json"
     if path.exists():
         return json.loads(path.read_text())
-    rt = Runtime.create(cfg.train.device, cfg.train.precision)
+    rt = Runtime.from_config(cfg.train)
     fitted = FittedModel.load(run_dir / "model.pt")
     ref = FittedModel.load(reference) if reference is not None and reference.exists() else None
     quality: dict[str, Any] = {"notes": []}

@@ -79,14 +79,14 @@ class Batches:
     ) -> None:
         self.images = (cohort.images if images is None else images).to(rt.device)
         self.labels = codec.encode(cohort.labels).to(rt.device)
-        self.device = rt.device
+        self.rt = rt
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def sample(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self), (n,), generator=gen).to(self.device, non_blocking=True)
-        return self.images[idx].float(), self.labels[idx]
+        idx = torch.randint(len(self), (n,), generator=gen).to(self.rt.device, non_blocking=True)
+        return self.rt.batch(self.images[idx]), self.labels[idx]
 
 
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:
@@ -94,7 +94,7 @@ def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.
     outs = []
     for i in range(0, images.shape[0], batch):
         with rt.autocast():
-            outs.append(fn(images[i : i + batch].to(rt.device).float()).float().cpu())
+            outs.append(fn(rt.batch(images[i : i + batch].to(rt.device))).float().cpu())
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -142,11 +142,6 @@ def n_blocks(cfg: Config) -> int:
     from duiit.models import default_blocks
 
     return cfg.model.n_blocks or default_blocks(cfg.data.image_size)
-
-
-def adam(params, lr: float, beta1: float = 0.9) -> torch.optim.Adam:
-    """Adam with the multi-tensor (foreach) implementation where the device supports it."""
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999))
 
 
 @dataclass

@@ -24,7 +24,6 @@ from duiit.methods.base import (
     FittedModel,
     LabelCodec,
     Method,
-    adam,
     loop_settings,
     n_blocks,
     predictor_selection,
@@ -78,17 +77,17 @@ class TranslationTask:
         self.cfg, self.rt, self.codec, self.joint = cfg, rt, codec, joint
         self.names = [c.modality for c in sources]
         self.bank = TranslatorBank(self.names, cfg.model.ngf, cfg.model.ndf, n_blocks(cfg))
-        self.bank.to(rt.device)
+        rt.prepare(self.bank, self.bank.networks())
         self.opt = {
-            "G": adam(self.bank.generator_parameters(), t.lr_translator, t.beta1),
-            "D": adam(self.bank.discriminator_parameters(), t.lr_translator, t.beta1),
+            "G": rt.adam(self.bank.generator_parameters(), t.lr_translator, t.beta1),
+            "D": rt.adam(self.bank.discriminator_parameters(), t.lr_translator, t.beta1),
         }
         self.predictor: Predictor | None = None
         if joint:
-            self.predictor = Predictor(
-                cfg.model.predictor, codec.out_dim, width=cfg.model.width
-            ).to(rt.device)
-            self.opt["P"] = adam(self.predictor.parameters(), t.lr_predictor)
+            self.predictor = rt.prepare(
+                Predictor(cfg.model.predictor, codec.out_dim, width=cfg.model.width)
+            )
+            self.opt["P"] = rt.adam(self.predictor.parameters(), t.lr_predictor)
         self.pool_t = ImagePool(t.pool_size, seed=t.seed + 1)
         self.pool_s = {
             m: ImagePool(t.pool_size, seed=t.seed + 2 + i) for i, m in enumerate(self.names)

@@ -19,7 +19,7 @@ from torch import nn
 
 from duiit.config import Config
 from duiit.data.cohort import Cohort
-from duiit.methods.base import Batches, LabelCodec, adam, predictor_selection
+from duiit.methods.base import Batches, LabelCodec, predictor_selection
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
 
@@ -80,7 +80,7 @@ class PredictorTask:
         self.predictor = predictor or Predictor(
             cfg.model.predictor, codec.out_dim, heads=heads, width=cfg.model.width
         )
-        self.predictor.to(rt.device)
+        rt.prepare(self.predictor, [self.predictor.backbone])  # features() bypasses forward
         params = list(self.predictor.parameters())
         self.domain_head: nn.Module | None = None
         if domains > 1:
@@ -89,7 +89,7 @@ class PredictorTask:
                 nn.Linear(d, d // 2), nn.ReLU(True), nn.Linear(d // 2, domains)
             ).to(rt.device)
             params += list(self.domain_head.parameters())
-        self.opt = {"P": adam(params, cfg.train.lr_predictor)}
+        self.opt = {"P": rt.adam(params, cfg.train.lr_predictor)}
         self.gen = rt.generator(cfg.train.seed)
         self.total_steps = max(1, total_steps)
 

@@ -118,5 +118,9 @@ class TranslatorBank(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return [*self.D_s.parameters(), *self.D_t.parameters()]
 
+    def networks(self) -> list[nn.Module]:
+        """Every network the training step calls directly."""
+        return [*self.G.values(), *self.F.values(), *self.discriminators()]
+
     def discriminators(self) -> list[nn.Module]:
         return [*self.D_s.values(), self.D_t]

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from duiit.errors import DuiitError
 
+M = TypeVar("M", bound=torch.nn.Module)
+
 
 @dataclass
 class Runtime:
-    """Device and precision of a run. bf16 autocast is used on CUDA only: CPUs gain little
-    and lose reproducibility against the fp32 reference."""
+    """Where and how a run computes. The fast path (on by default, `train.fast`) uses bf16
+    autocast, channels_last and fused Adam on CUDA, plus `torch.compile` of every network
+    where supported (`train.compile`); on CPU it changes nothing, so the plain eager fp32
+    path is also the CPU path and stays reproducible."""
 
     device: torch.device
     bf16: bool
+    channels_last: bool = False
+    fused: bool = False
+    compile: bool = False
 
     @classmethod
-    def create(cls, device: str = "auto", precision: str = "auto") -> Runtime:
+    def create(
+        cls, device: str = "auto", precision: str = "auto", fast: bool = True, compile: str = "auto"
+    ) -> Runtime:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -35,17 +46,62 @@ class Runtime:
             raise DuiitError(
                 "train.device asks for CUDA but no GPU is visible; use train.device=cpu or auto"
             )
-        bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
-        return cls(dev, bf16)
+        cuda = dev.type == "cuda"
+        bf16 = precision == "bf16" or (precision == "auto" and fast and cuda)
+        use_compile = compile == "on" or (compile == "auto" and fast and cuda)
+        if use_compile and not compile_supported():
+            warnings.warn("torch.compile is not supported here; running eager", stacklevel=2)
+            use_compile = False
+        return cls(dev, bf16, channels_last=fast and cuda, fused=fast and cuda, compile=use_compile)
+
+    @classmethod
+    def from_config(cls, train: Any) -> Runtime:
+        """The runtime a run's `train` section asks for."""
+        return cls.create(train.device, train.precision, train.fast, train.compile)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def prepare(self, module: M, parts: Iterable[torch.nn.Module] | None = None) -> M:
+        """Move a network to the device in the run's memory format; compile it (or the given
+        `parts`, the networks actually called) if asked. `nn.Module.compile` compiles in
+        place, so state_dict keys, and so checkpoints, are the same either way."""
+        module.to(self.device)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        if self.compile:
+            for part in parts if parts is not None else [module]:
+                part.compile()
+        return module
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Device images as the networks want them (float32, memory format)."""
+        x = images.float()
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def adam(
+        self, params: Iterable[torch.nn.Parameter], lr: float, beta1: float = 0.9
+    ) -> torch.optim.Adam:
+        """Adam; the fused kernel on CUDA (one launch for all parameters), foreach elsewhere."""
+        return torch.optim.Adam(
+            params, lr=lr, betas=(beta1, 0.999), fused=True if self.fused else None
+        )
+
     def generator(self, seed: int) -> torch.Generator:
         """A CPU generator for sampling decisions: its state is saved with checkpoints."""
         return torch.Generator().manual_seed(seed)
+
+
+def compile_supported() -> bool:
+    """Whether torch.compile can run here (it needs a working dynamo and a C++ compiler)."""
+    try:
+        import torch._dynamo
+
+        return bool(torch._dynamo.is_dynamo_supported())
+    except Exception:
+        return False
 
 
 def seed_everything(seed: int) -> None:
