@@ -31,7 +31,7 @@ from duiit.evaluation.metrics import prediction_metrics
 from duiit.files import staged_dir, write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
-from duiit.training.runtime import Runtime, seed_everything
+from duiit.training.runtime import Runtime, init_distributed, is_main_process, seed_everything
 
 
 def environment(rt: Runtime) -> dict[str, Any]:
@@ -78,10 +78,11 @@ def execute(
     result_path = run_dir / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     rt = Runtime.from_config(cfg.train)
-    write_json(environment(rt), run_dir / "env.json")
+    if rt.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        write_json(environment(rt), run_dir / "env.json")
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
     train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
     seed_everything(cfg.train.seed)
@@ -90,18 +91,8 @@ def execute(
     start = time.perf_counter()
     fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
     seconds = time.perf_counter() - start
-    fitted.save(run_dir / "model.pt")
     pred = fitted.predict(test.images, rt)
     true = test.labels.numpy()
-    pd.DataFrame(
-        {
-            "path": test.meta["path"],
-            "slice": test.meta["slice"],
-            "patient_id": test.patient_ids,
-            "label": true,
-            "prediction": pred,
-        }
-    ).to_csv(run_dir / "test_predictions.csv", index=False)
     result = {
         "method": method,
         "target": target.modality,
@@ -117,7 +108,19 @@ def execute(
         "test_patients": sorted(map(str, np.unique(test.patient_ids))),
         "fit_seconds": seconds,
     }
-    write_json(result, result_path)
+    if rt.is_main:  # result.json last: its presence means the run finished
+        fitted.save(run_dir / "model.pt")
+        pd.DataFrame(
+            {
+                "path": test.meta["path"],
+                "slice": test.meta["slice"],
+                "patient_id": test.patient_ids,
+                "label": true,
+                "prediction": pred,
+            }
+        ).to_csv(run_dir / "test_predictions.csv", index=False)
+        write_json(result, result_path)
+    rt.barrier()
     return result
 
 
@@ -149,6 +152,7 @@ def train(
     else:
         if target is None:
             raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
+        _, world = init_distributed()  # under torchrun every rank checks before rank 0 writes
         if out.exists() and any(out.iterdir()):
             raise DuiitError(
                 f"run folder {out} already exists; continue it with --resume {out} "
@@ -156,15 +160,18 @@ def train(
             )
         cfg = cfg or Config()
         get_method(method)  # fail on a typo before loading anything
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(
-            {
-                "target": str(Path(target).resolve()),
-                "sources": [str(Path(p).resolve()) for p in sources],
-                "method": method,
-            },
-            out / "run.json",
-        )
+        if world > 1:
+            torch.distributed.barrier()
+        if is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(
+                {
+                    "target": str(Path(target).resolve()),
+                    "sources": [str(Path(p).resolve()) for p in sources],
+                    "method": method,
+                },
+                out / "run.json",
+            )
     assert cfg is not None and target is not None
     tgt, src = load_cohorts(target, sources, cfg.data, quiet=quiet)
     return execute(out, method, cfg, tgt, src, split_seed=cfg.train.seed, quiet=quiet)

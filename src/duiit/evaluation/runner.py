@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from duiit.files import write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
 from duiit.runs import execute
-from duiit.training.runtime import Runtime
+from duiit.training.runtime import Runtime, is_main_process
 
 ALL_METHODS = [
     "duiit",
@@ -231,7 +232,7 @@ def _run_one(out: Path, setting: str, names: list[str], method: str, k: int) -> 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.train.seed = cfg.train.seed + k
     result = execute(run_dir, method, run_cfg, target, chosen, split_seed=k, quiet=True)
-    if exp.quality.enabled and get_method(method).translates:
+    if exp.quality.enabled and get_method(method).translates and is_main_process():
         pure = setting_name(target.modality, [])
         reference = out / "runs" / pure / "target_only" / f"split-{k:02d}" / "model.pt"
         run_quality(run_dir, reference, target, chosen, exp, run_cfg)
@@ -259,16 +260,23 @@ def run_experiment(
     target_only predictor.
     """
     exp, cfg = load_experiment(config_path, overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.yaml").write_text(
-        yaml.safe_dump(
-            json.loads(exp.model_dump_json()) | {"resolved_run": cfg.model_dump(mode="json")},
-            sort_keys=False,
+    main = is_main_process()
+    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DuiitError(
+            "--workers fans runs out over processes; under torchrun each run "
+            "already uses every process: use one or the other"
         )
-    )
+    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        (out / "experiment.yaml").write_text(
+            yaml.safe_dump(
+                json.loads(exp.model_dump_json()) | {"resolved_run": cfg.model_dump(mode="json")},
+                sort_keys=False,
+            )
+        )
     target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
     grid = plan(exp, target, sources)
-    console = Console(quiet=quiet)
+    console = Console(quiet=quiet or not main)
     finished = {
         (s, m, k)
         for s, _, m, k in grid
@@ -331,5 +339,6 @@ def run_experiment(
                     for fut in as_completed(futures):
                         report(futures[fut], fut.result())
     results = collect(out)
-    results.to_csv(out / "runs.csv", index=False)
+    if main:
+        results.to_csv(out / "runs.csv", index=False)
     return results

@@ -85,8 +85,14 @@ class Batches:
         return self.images.shape[0]
 
     def sample(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self), (n,), generator=gen).to(self.rt.device, non_blocking=True)
-        return self.rt.batch(self.images[idx]), self.labels[idx]
+        """A random batch of n; under torchrun every process draws the same global batch of
+        n x processes and keeps its own slice, so N processes equal one with N times n."""
+        rt = self.rt
+        idx = torch.randint(len(self), (n * rt.world,), generator=gen)[
+            rt.rank * n : (rt.rank + 1) * n
+        ]
+        idx = idx.to(rt.device, non_blocking=True)
+        return rt.batch(self.images[idx]), self.labels[idx]
 
 
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:

@@ -42,6 +42,7 @@ class CycleGan(Method):
             task,
             run_dir,
             loop_settings(self.cfg, "translator", resolve_steps(self.cfg, largest), self.quiet),
+            self.rt,
         )
         groups = [Group(Batches(target_train, codec, self.rt))]
         for c in sources:

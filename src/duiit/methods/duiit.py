@@ -88,9 +88,10 @@ class TranslationTask:
                 Predictor(cfg.model.predictor, codec.out_dim, width=cfg.model.width)
             )
             self.opt["P"] = rt.adam(self.predictor.parameters(), t.lr_predictor)
-        self.pool_t = ImagePool(t.pool_size, seed=t.seed + 1)
+        self.pool_t = ImagePool(t.pool_size, seed=t.seed + 1 + 1000 * rt.rank)  # one per rank
         self.pool_s = {
-            m: ImagePool(t.pool_size, seed=t.seed + 2 + i) for i, m in enumerate(self.names)
+            m: ImagePool(t.pool_size, seed=t.seed + 2 + i + 1000 * rt.rank)
+            for i, m in enumerate(self.names)
         }
         self.gen = rt.generator(t.seed)
         self.target = Batches(target_train, codec, rt)
@@ -170,7 +171,7 @@ class TranslationTask:
             opt.zero_grad(set_to_none=True)
         total.backward()
         for opt in stepped:
-            opt.step()
+            self.rt.step(opt)
         for d in discriminators:
             d.requires_grad_(True)
         detach = lambda fakes: {m: f.detach() for m, f in fakes.items()}  # noqa: E731
@@ -188,7 +189,7 @@ class TranslationTask:
             d_losses = self.discriminator_losses(x, ys, fakes_t, fakes_s)
         self.opt["D"].zero_grad(set_to_none=True)
         (d_losses["D_t"] + d_losses["D_s"]).backward()
-        self.opt["D"].step()
+        self.rt.step(self.opt["D"])
         return {k: v.detach() for k, v in d_losses.items()}
 
     def validate(self) -> dict[str, float]:
@@ -250,5 +251,5 @@ class Duiit(Method):
             target_train, target_val, sources, self.cfg, self.rt, codec, joint=True
         )
         steps = resolve_steps(self.cfg, max(len(c) for c in [target_train, *sources]))
-        run_loop(task, run_dir, loop_settings(self.cfg, "duiit", steps, self.quiet))
+        run_loop(task, run_dir, loop_settings(self.cfg, "duiit", steps, self.quiet), self.rt)
         return task.fitted()

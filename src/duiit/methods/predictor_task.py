@@ -133,7 +133,7 @@ class PredictorTask:
                 total = total + losses["domain"]
         self.opt["P"].zero_grad(set_to_none=True)
         total.backward()
-        self.opt["P"].step()
+        self.rt.step(self.opt["P"])
         return {k: v.detach() for k, v in losses.items()}
 
     def validate(self) -> dict[str, float]:

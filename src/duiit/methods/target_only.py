@@ -40,7 +40,7 @@ def fit_predictor(
         total_steps=steps,
         **task_kw,
     )
-    run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet))
+    run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet), method.rt)
     return FittedModel(task.predictor, codec, cfg.model.predictor, cfg.model.width)
 
 

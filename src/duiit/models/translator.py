@@ -17,11 +17,11 @@ class _ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
-            nn.Conv2d(ch, ch, 3),
+            nn.Conv2d(ch, ch, 3, bias=False),
             nn.InstanceNorm2d(ch),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(ch, ch, 3),
+            nn.Conv2d(ch, ch, 3, bias=False),
             nn.InstanceNorm2d(ch),
         )
 
@@ -32,22 +32,23 @@ class _ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """c7s1-ngf, d2ngf, d4ngf, n x R4ngf, u2ngf, ungf, c7s1-1, tanh (Johnson et al.; CycleGAN).
 
-    Instance norm and reflection padding as in CycleGAN; the output is in [-1, 1] like the
-    inputs. Image sides must be multiples of 4 (two stride-2 convolutions).
+    Instance norm and reflection padding as in CycleGAN; convolutions followed by the
+    (non-affine) instance norm carry no bias, which the norm would cancel anyway. The output is
+    in [-1, 1] like the inputs. Image sides must be multiples of 4 (two stride-2 convolutions).
     """
 
     def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, n_blocks: int = 6) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_ch, ngf, 7),
+            nn.Conv2d(in_ch, ngf, 7, bias=False),
             nn.InstanceNorm2d(ngf),
             nn.ReLU(True),
         ]
         ch = ngf
         for _ in range(2):  # downsampling
             layers += [
-                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1),
+                nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=False),
                 nn.InstanceNorm2d(ch * 2),
                 nn.ReLU(True),
             ]
@@ -55,7 +56,9 @@ class ResnetGenerator(nn.Module):
         layers += [_ResidualBlock(ch) for _ in range(n_blocks)]
         for _ in range(2):  # fractionally-strided upsampling
             layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1),
+                nn.ConvTranspose2d(
+                    ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=False
+                ),
                 nn.InstanceNorm2d(ch // 2),
                 nn.ReLU(True),
             ]

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from duiit.errors import DuiitError
+from duiit.training.runtime import Runtime
 
 
 class Task(Protocol):
@@ -181,12 +182,16 @@ class LoopResult:
     trained_steps: int
 
 
-def run_loop(task: Task, run_dir: Path, s: LoopSettings) -> LoopResult:
+def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = None) -> LoopResult:
     """Train `task` for `s.steps`, resuming from this stage's last checkpoint if there is one.
 
     At the end the modules hold the weights with the best validation `selection` (or the
-    last weights if the task reports none), also saved as `<stage>-final.pt`.
+    last weights if the task reports none), also saved as `<stage>-final.pt`. Under torchrun
+    every process trains; losses and validation metrics are averaged over processes so all
+    take the same decisions, and only rank 0 writes.
     """
+    rt = rt or Runtime(torch.device("cpu"), bf16=False)
+    main = rt.is_main
     ckdir = run_dir / "checkpoints"
     last, best, final = (ckdir / f"{s.stage}-{k}.pt" for k in ("last", "best", "final"))
     if final.exists():  # stage finished earlier: reuse it
@@ -206,14 +211,14 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings) -> LoopResult:
         task.load_state_dict(state["task"])
         _set_rng_state(state["rng"])
         start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
-    log = MetricsLog(run_dir, s.stage, start)
+    log = MetricsLog(run_dir, s.stage, start) if main else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[losses]}"),
-        disable=s.quiet,
+        disable=s.quiet or not main,
         transient=False,
     )
     bar = progress.add_task(s.stage, total=s.steps, completed=start, losses="")
@@ -226,26 +231,29 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings) -> LoopResult:
                 n = step + 1
                 ending = n == s.steps
                 if n % s.log_every == 0 or n % s.ckpt_every == 0 or ending:
-                    values = {k: float(v) for k, v in losses.items()}  # the one host sync
+                    # The one host sync of the step, then the same numbers on every rank.
+                    values = rt.mean_over_ranks({k: float(v) for k, v in losses.items()})
                     _check_finite(values, n, s.stage, last)
                     values["lr"] = (
                         next(iter(schedulers.values())).get_last_lr()[0] if schedulers else 0.0
                     )
-                    log.log(n, values)
+                    if log:
+                        log.log(n, values)
                     progress.update(
                         bar, losses=" ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "lr")
                     )
                 if n % s.eval_every == 0 or ending:
-                    metrics = task.validate()
-                    if metrics:
+                    metrics = rt.mean_over_ranks(task.validate())
+                    if metrics and log:
                         log.log(n, {f"val_{k}": v for k, v in metrics.items()})
                     sel = metrics.get("selection", math.nan)
                     if math.isfinite(sel) and sel < best_sel:
                         best_sel, best_step = sel, n
-                        atomic_save({"weights": _weights(task), "step": n}, best)
-                if n % s.sample_every == 0 or ending:
+                        if main:
+                            atomic_save({"weights": _weights(task), "step": n}, best)
+                if main and (n % s.sample_every == 0 or ending):
                     save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
-                if n % s.ckpt_every == 0 or ending:
+                if main and (n % s.ckpt_every == 0 or ending):
                     atomic_save(
                         {
                             "weights": _weights(task),
@@ -261,10 +269,14 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings) -> LoopResult:
                     )
                 progress.update(bar, completed=n)
     finally:
-        log.close()
+        if log:
+            log.close()
+    rt.barrier()  # rank 0's best checkpoint is on disk for every rank
     if best_step > 0 and best.exists():
         _load_weights(task, load_checkpoint(best)["weights"])
-    atomic_save(
-        {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
-    )
+    if main:
+        atomic_save(
+            {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
+        )
+    rt.barrier()
     return LoopResult(best_step, best_sel, s.steps - start)

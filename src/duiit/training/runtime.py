@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import warnings
 from collections.abc import Iterable, Iterator
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from duiit.errors import DuiitError
 
@@ -29,13 +31,22 @@ class Runtime:
     channels_last: bool = False
     fused: bool = False
     compile: bool = False
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @classmethod
     def create(
         cls, device: str = "auto", precision: str = "auto", fast: bool = True, compile: str = "auto"
     ) -> Runtime:
+        rank, world = init_distributed()
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if world > 1 and device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU per process
         try:
             dev = torch.device(device)
         except RuntimeError:
@@ -52,7 +63,15 @@ class Runtime:
         if use_compile and not compile_supported():
             warnings.warn("torch.compile is not supported here; running eager", stacklevel=2)
             use_compile = False
-        return cls(dev, bf16, channels_last=fast and cuda, fused=fast and cuda, compile=use_compile)
+        return cls(
+            dev,
+            bf16,
+            channels_last=fast and cuda,
+            fused=fast and cuda,
+            compile=use_compile,
+            rank=rank,
+            world=world,
+        )
 
     @classmethod
     def from_config(cls, train: Any) -> Runtime:
@@ -89,9 +108,51 @@ class Runtime:
             params, lr=lr, betas=(beta1, 0.999), fused=True if self.fused else None
         )
 
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Average gradients over processes (one all-reduce of the flattened gradients, what
+        DDP does in buckets), then step. Per process it is just `optimizer.step()`."""
+        if self.world > 1:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.grad = flat[offset : offset + n].view_as(p).clone()
+                offset += n
+        optimizer.step()
+
+    def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        """Loss values averaged over processes, so every rank logs and checks the same."""
+        if self.world == 1 or not values:
+            return values
+        t = torch.tensor(list(values.values()), dtype=torch.float64)
+        dist.all_reduce(t)
+        return dict(zip(values, (t / self.world).tolist(), strict=True))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
     def generator(self, seed: int) -> torch.Generator:
         """A CPU generator for sampling decisions: its state is saved with checkpoints."""
         return torch.Generator().manual_seed(seed)
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size). Under torchrun (WORLD_SIZE > 1) joins the process group once:
+    NCCL when GPUs are visible, gloo otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def is_main_process() -> bool:
+    """Rank 0, or not distributed: the one process that writes files."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def compile_supported() -> bool:

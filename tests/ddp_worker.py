@@ -1,0 +1,58 @@
+"""Run a few translator steps, alone or as one rank under torchrun; rank 0 saves weights.
+
+python tests/ddp_worker.py OUT BATCH           (one process)
+torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+
+from duiit.config import load_config
+from duiit.data.cohort import Cohort
+from duiit.methods.base import LabelCodec
+from duiit.methods.duiit import TranslationTask
+from duiit.training.runtime import Runtime, seed_everything
+
+
+def cohort(name: str, seed: int) -> Cohort:
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(16, 1, 32, 32, generator=g) * 2 - 1).to(torch.float16)
+    return Cohort(
+        name,
+        images,
+        torch.rand(16, generator=g),
+        np.array(["p"] * 16, dtype=object),
+        pd.DataFrame({"path": ["x"] * 16}),
+    )
+
+
+def main(out: str, batch: int) -> None:
+    torch.set_num_threads(1)
+    cfg = load_config(
+        overrides=[
+            "data.image_size=32",
+            "model.ngf=4",
+            "model.ndf=4",
+            "model.n_blocks=1",
+            f"train.batch_size={batch}",
+            "train.pool_size=0",
+        ]
+    )
+    rt = Runtime.from_config(cfg.train)
+    seed_everything(0)
+    target, source = cohort("CT", 1), cohort("MRI", 2)
+    task = TranslationTask(target, target, [source], cfg, rt, LabelCodec.fit(target), joint=False)
+    init = {k: v.clone() for k, v in task.bank.state_dict().items()}
+    for step in range(3):
+        task.train_step(step)
+    if rt.is_main:
+        torch.save({"init": init, "bank": task.bank.state_dict(), "world": rt.world}, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
