@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,11 +23,15 @@ TINY = [*BASE, "train.batch_size=4"]
 
 
 def _train(args: list[str], **kw: Any) -> subprocess.Popen:
+    """`duiit train` in a subprocess on one CPU thread: with several, some CPU kernels round
+    differently when the machine is busy (measured: 1 run in 3 under load), which would
+    make bitwise comparisons between processes flaky for reasons unrelated to resuming."""
     return subprocess.Popen(
         [sys.executable, "-m", "duiit", "train", "-q", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         **kw,
     )
 
