@@ -94,6 +94,10 @@ def estimate(args: argparse.Namespace, cohort_dir: Path, scratch: Path) -> None:
         f"{'steps ' + str(t.steps) if t.steps else f'{t.epochs} epochs'}, "
         f"predictor {cfg.model.predictor}, ngf {cfg.model.ngf}"
     )
+    setting, chosen, method, _ = grid[0]  # warm-up: the first run in a process pays for caches
+    warm = cfg.model_copy(deep=True)
+    warm.train.steps = k1
+    execute(scratch / "warmup", method, warm, target, chosen, split_seed=0, quiet=True)
     first, second = (probe_times(cfg, grid, target, k, scratch) for k in (k1, k2))
     n_train = round(len(target) * cfg.data.split[0])
     rows = []

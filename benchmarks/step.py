@@ -7,7 +7,9 @@ plain = eager, fp32, no channels_last, non-fused Adam (train.fast=false, compile
 fast  = the defaults (on CUDA: bf16 autocast, channels_last, fused Adam, torch.compile;
         on CPU the fast path is the plain path by design, so the ratio should be ~1).
 images/s counts target images per second (each step also translates as many source images
-both ways). FLOPs per step come from torch's FlopCounterMode on the plain path.
+both ways). FLOPs per step come from torch's FlopCounterMode on the plain path. Plain and
+fast steps alternate in rounds; the median round counts. "step mem" (CUDA) is a step's
+working memory above the resident weights and optimiser state.
 """
 
 from __future__ import annotations
@@ -75,21 +77,38 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(task: TranslationTask, steps: int, warmup: int) -> tuple[float, float | None]:
-    """Seconds per step and peak device memory (GiB, CUDA only)."""
-    dev = task.rt.device
-    for i in range(warmup):
-        task.train_step(i)
-    sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+def measure(task: TranslationTask, steps: int, first: int) -> float:
+    """Seconds per step over `steps` steps, numbered from `first`."""
+    sync(task.rt.device)
     start = time.perf_counter()
     for i in range(steps):
-        task.train_step(warmup + i)
-    sync(dev)
-    seconds = (time.perf_counter() - start) / steps
-    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
-    return seconds, peak
+        task.train_step(first + i)
+    sync(task.rt.device)
+    return (time.perf_counter() - start) / steps
+
+
+def side_by_side(
+    tasks: list[TranslationTask], steps: int, warmup: int, rounds: int
+) -> tuple[list[float], list[float | None]]:
+    """Median seconds per step of each task over `rounds` alternating rounds (so a busy
+    machine slows both paths alike), and on CUDA each task's working memory: the peak
+    allocated during its steps above what was allocated before them (activations,
+    gradients, temporaries; not the weights and optimiser state both tasks keep resident)."""
+    for task in tasks:
+        measure(task, warmup, 0)  # compile, allocator and kernel caches happen here
+    cuda = tasks[0].rt.device.type == "cuda"
+    times: list[list[float]] = [[] for _ in tasks]
+    peaks: list[float | None] = [0.0 if cuda else None for _ in tasks]
+    for r in range(rounds):
+        for k, task in enumerate(tasks):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(task.rt.device)
+                before = torch.cuda.memory_allocated(task.rt.device)
+            times[k].append(measure(task, steps, warmup + r * steps))
+            if cuda:
+                extra = (torch.cuda.max_memory_allocated(task.rt.device) - before) / 2**30
+                peaks[k] = max(peaks[k] or 0.0, extra)
+    return [float(np.median(t)) for t in times], peaks
 
 
 def flops_per_step(task: TranslationTask) -> float:
@@ -103,7 +122,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1, help="more on GPU: compile happens here")
+    p.add_argument("--warmup", type=int, default=2, help="more on GPU: compile happens here")
+    p.add_argument("--rounds", type=int, default=3, help="alternating plain/fast rounds")
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--predictor", default="resnet50")
     p.add_argument("--device", default="auto")
@@ -117,24 +137,26 @@ def main() -> None:
     print("command: " + " ".join([sys.executable.rsplit("/", 1)[-1], *sys.argv]))
     head = (
         f"{'px':>4} {'batch':>5} {'plain img/s':>12} {'fast img/s':>11} {'ratio':>6} "
-        f"{'GFLOP/step':>11} {'fast TFLOP/s':>12} {'% bf16 peak':>11} {'mem plain':>9} "
-        f"{'mem fast':>8}"
+        f"{'GFLOP/step':>11} {'fast TFLOP/s':>12} {'% bf16 peak':>11} {'step mem plain':>14} "
+        f"{'step mem fast':>13}"
     )
     print(head)
     for size in args.sizes:
         for batch in args.batches:
             plain_task = make_task(size, batch, False, args)
             flops = flops_per_step(plain_task)
-            plain, mem_plain = measure(plain_task, args.steps, args.warmup)
-            del plain_task
-            fast, mem_fast = measure(make_task(size, batch, True, args), args.steps, args.warmup)
+            tasks = [plain_task, make_task(size, batch, True, args)]
+            (plain, fast), (mem_plain, mem_fast) = side_by_side(
+                tasks, args.steps, args.warmup, args.rounds
+            )
+            del tasks, plain_task
             achieved = flops / fast / 1e12
             pct = f"{100 * achieved * 1e12 / peak:.1f}" if peak else "n/a"
             mem = lambda m: f"{m:.2f}G" if m is not None else "n/a"  # noqa: E731
             print(
                 f"{size:>4} {batch:>5} {batch / plain:>12.2f} {batch / fast:>11.2f} "
                 f"{plain / fast:>6.2f} {flops / 1e9:>11.1f} {achieved:>12.3f} {pct:>11} "
-                f"{mem(mem_plain):>9} {mem(mem_fast):>8}",
+                f"{mem(mem_plain):>14} {mem(mem_fast):>13}",
                 flush=True,
             )
 

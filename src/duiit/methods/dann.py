@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
-from duiit.methods.base import FittedModel, LabelCodec, Method, register
-from duiit.methods.predictor_task import modality_groups
-from duiit.methods.target_only import fit_predictor
+from duiit.methods.base import FittedModel, Method, register
+from duiit.methods.target_only import fit_all_modalities
 
 
 @register
@@ -20,16 +19,4 @@ class Dann(Method):
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
-        codec = LabelCodec.fit(target_train)
-        cohorts = [target_train, *sources]
-        groups = modality_groups(cohorts, codec, self.rt, per_domain=True)
-        return fit_predictor(
-            self,
-            groups,
-            target_val,
-            codec,
-            run_dir,
-            "predictor",
-            max(map(len, cohorts)),
-            domains=len(groups),
-        )
+        return fit_all_modalities(self, target_train, target_val, sources, run_dir, per_domain=True)

@@ -224,16 +224,37 @@ class TranslationTask:
         for m, p in self.pool_s.items():
             p.load_state_dict(state["pool_s"][m])
 
-    def fitted(self) -> FittedModel:
-        assert self.predictor is not None
+    def fitted(self, predictor: Predictor | None = None) -> FittedModel:
+        """The translators with this task's predictor (DUIIT) or one trained after it."""
+        predictor = predictor or self.predictor
+        assert predictor is not None
         return FittedModel(
-            self.predictor,
+            predictor,
             self.codec,
             self.cfg.model.predictor,
             self.cfg.model.width,
             dict(self.bank.G.items()),
             {"ngf": self.cfg.model.ngf, "n_blocks": n_blocks(self.cfg)},
         )
+
+
+def train_translation(
+    method: Method,
+    target_train: Cohort,
+    target_val: Cohort,
+    sources: list[Cohort],
+    run_dir: Path,
+    joint: bool,
+) -> TranslationTask:
+    """Train the translators through the loop core: jointly with the predictor (DUIIT, stage
+    `duiit`) or alone (CycleGAN's first stage, `translator`)."""
+    cfg = method.cfg
+    codec = LabelCodec.fit(target_train)
+    task = TranslationTask(target_train, target_val, sources, cfg, method.rt, codec, joint)
+    steps = resolve_steps(cfg, max(len(c) for c in [target_train, *sources]))
+    stage = "duiit" if joint else "translator"
+    run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet), method.rt)
+    return task
 
 
 @register
@@ -246,10 +267,4 @@ class Duiit(Method):
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
-        codec = LabelCodec.fit(target_train)
-        task = TranslationTask(
-            target_train, target_val, sources, self.cfg, self.rt, codec, joint=True
-        )
-        steps = resolve_steps(self.cfg, max(len(c) for c in [target_train, *sources]))
-        run_loop(task, run_dir, loop_settings(self.cfg, "duiit", steps, self.quiet), self.rt)
-        return task.fitted()
+        return train_translation(self, target_train, target_val, sources, run_dir, True).fitted()

@@ -44,6 +44,33 @@ def fit_predictor(
     return FittedModel(task.predictor, codec, cfg.model.predictor, cfg.model.width)
 
 
+def fit_all_modalities(
+    method: Method,
+    target_train: Cohort,
+    target_val: Cohort,
+    sources: list[Cohort],
+    run_dir: Path,
+    per_head: bool = False,
+    per_domain: bool = False,
+) -> FittedModel:
+    """One predictor on the target and every source cohort at once, each modality its own
+    head (MTL) and/or its own domain label for a domain classifier (DANN)."""
+    codec = LabelCodec.fit(target_train)
+    cohorts = [target_train, *sources]
+    groups = modality_groups(cohorts, codec, method.rt, per_head, per_domain)
+    return fit_predictor(
+        method,
+        groups,
+        target_val,
+        codec,
+        run_dir,
+        "predictor",
+        max(map(len, cohorts)),
+        heads=len(groups) if per_head else 1,
+        domains=len(groups) if per_domain else 0,
+    )
+
+
 @register
 class TargetOnly(Method):
     name = "target_only"
