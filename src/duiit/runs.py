@@ -31,7 +31,13 @@ from duiit.evaluation.metrics import prediction_metrics
 from duiit.files import staged_dir, write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
-from duiit.training.runtime import Runtime, init_distributed, is_main_process, seed_everything
+from duiit.training.runtime import (
+    Runtime,
+    barrier,
+    init_distributed,
+    is_main_process,
+    seed_everything,
+)
 
 
 def environment(rt: Runtime) -> dict[str, Any]:
@@ -120,7 +126,7 @@ def execute(
             }
         ).to_csv(run_dir / "test_predictions.csv", index=False)
         write_json(result, result_path)
-    rt.barrier()
+    barrier()
     return result
 
 
@@ -152,7 +158,7 @@ def train(
     else:
         if target is None:
             raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
-        _, world = init_distributed()  # under torchrun every rank checks before rank 0 writes
+        init_distributed()  # under torchrun every rank checks before rank 0 writes
         if out.exists() and any(out.iterdir()):
             raise DuiitError(
                 f"run folder {out} already exists; continue it with --resume {out} "
@@ -160,8 +166,7 @@ def train(
             )
         cfg = cfg or Config()
         get_method(method)  # fail on a typo before loading anything
-        if world > 1:
-            torch.distributed.barrier()
+        barrier()
         if is_main_process():
             out.mkdir(parents=True, exist_ok=True)
             write_json(

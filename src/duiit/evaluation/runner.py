@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing as mp
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from duiit.files import write_json
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import translate
 from duiit.runs import execute
-from duiit.training.runtime import Runtime, is_main_process
+from duiit.training.runtime import Runtime, init_distributed, is_main_process
 
 ALL_METHODS = [
     "duiit",
@@ -261,7 +260,7 @@ def run_experiment(
     """
     exp, cfg = load_experiment(config_path, overrides)
     main = is_main_process()
-    if workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if workers > 1 and init_distributed()[1] > 1:
         raise DuiitError(
             "--workers fans runs out over processes; under torchrun each run "
             "already uses every process: use one or the other"

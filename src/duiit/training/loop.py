@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from duiit.errors import DuiitError
-from duiit.training.runtime import Runtime
+from duiit.training.runtime import Runtime, barrier
 
 
 class Task(Protocol):
@@ -271,12 +271,12 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     finally:
         if log:
             log.close()
-    rt.barrier()  # rank 0's best checkpoint is on disk for every rank
+    barrier()  # rank 0's best checkpoint is on disk for every rank
     if best_step > 0 and best.exists():
         _load_weights(task, load_checkpoint(best)["weights"])
     if main:
         atomic_save(
             {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
         )
-    rt.barrier()
+    barrier()
     return LoopResult(best_step, best_sel, s.steps - start)

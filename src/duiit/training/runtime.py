@@ -113,15 +113,12 @@ class Runtime:
         DDP does in buckets), then step. Per process it is just `optimizer.step()`."""
         if self.world > 1:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
             flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat)
             flat /= self.world
-            offset = 0
-            for p in params:
-                n = p.numel()
-                p.grad = flat[offset : offset + n].view_as(p).clone()
-                offset += n
+            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+                p.grad = g.view_as(p)
         optimizer.step()
 
     def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
@@ -131,10 +128,6 @@ class Runtime:
         t = torch.tensor(list(values.values()), dtype=torch.float64)
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world).tolist(), strict=True))
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
 
     def generator(self, seed: int) -> torch.Generator:
         """A CPU generator for sampling decisions: its state is saved with checkpoints."""
@@ -152,7 +145,13 @@ def init_distributed() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     """Rank 0, or not distributed: the one process that writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return init_distributed()[0] == 0
+
+
+def barrier() -> None:
+    """Wait for every process (under torchrun); nothing otherwise."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def compile_supported() -> bool:
