@@ -55,8 +55,12 @@ class TrainConfig(_Strict):
     sample_every: int = Field(200, ge=1)
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    fast: bool = Field(True, description="GPU fast path: bf16, channels_last, fused Adam")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32"
+    )
+    fast: bool = Field(
+        True, description="fast path: bf16 where native; on CUDA channels_last, fused Adam"
+    )
     compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile; auto: GPU")
 
     @field_validator("compile", mode="before")

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
+from rich.console import Console
 
 from duiit import __version__
 from duiit.config import Config, DataConfig, load_config, save_config
@@ -34,6 +35,7 @@ from duiit.methods.base import translate
 from duiit.training.runtime import (
     Runtime,
     barrier,
+    cpu_bf16_units,
     init_distributed,
     is_main_process,
     seed_everything,
@@ -65,6 +67,8 @@ def environment(rt: Runtime) -> dict[str, Any]:
         "torch": torch.__version__,
         "device": dev,
         "bf16": rt.bf16,
+        "precision": rt.precision_note,
+        "cpu_bf16_units": cpu_bf16_units(),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
@@ -85,6 +89,8 @@ def execute(
     if result_path.exists():
         return json.loads(result_path.read_text())
     rt = Runtime.from_config(cfg.train)
+    if rt.is_main and not quiet:
+        Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
     if rt.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")

@@ -291,6 +291,7 @@ def run_experiment(
             and not (out / "runs" / s / m / f"split-{k:02d}" / "quality.json").exists()
         )
     ]
+    console.print(f"precision: {Runtime.from_config(cfg.train).precision_note}", highlight=False)
     console.print(
         f"{len(grid)} runs ({len(grid) - len(todo)} already finished) -> "
         f"{out / 'runs'}" + (f" with {workers} workers" if workers > 1 else "")

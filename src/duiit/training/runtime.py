@@ -19,12 +19,42 @@ from duiit.errors import DuiitError
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+def cpu_bf16_units() -> str | None:
+    """The CPU's native bf16 instructions ("AMX-BF16", "AVX512-BF16"), or None.
+
+    Asked of torch (what its kernels will use), not read off the CPU's model name. Without
+    them oneDNN emulates bf16 in fp32 registers and autocast only adds casts.
+    """
+    if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX-BF16"
+    if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return None
+
+
+def choose_precision(precision: str, fast: bool, device: torch.device) -> tuple[bool, str]:
+    """(bf16 autocast?, why): `train.precision=auto` takes bf16 where it is fast (CUDA, or a
+    CPU with native bf16 units) and fp32 elsewhere; fp32 and bf16 are taken as asked."""
+    if precision != "auto":
+        return precision == "bf16", f"{precision} (train.precision={precision})"
+    if not fast:
+        return False, "fp32 (train.fast=false)"
+    if device.type == "cuda":
+        return True, "bf16 autocast (CUDA fast path)"
+    units = cpu_bf16_units()
+    if units is not None:
+        return True, (
+            f"bf16 autocast (this CPU has {units}; train.precision=fp32 for bit-exact fp32 work)"
+        )
+    return False, "fp32 (this CPU has no native bf16 units: no AMX-BF16 or AVX512-BF16)"
+
+
 @dataclass
 class Runtime:
     """Where and how a run computes. The fast path (on by default, `train.fast`) uses bf16
-    autocast, channels_last and fused Adam on CUDA, plus `torch.compile` of every network
-    where supported (`train.compile`); on CPU it changes nothing, so the plain eager fp32
-    path is also the CPU path and stays reproducible."""
+    autocast where the hardware has native bf16 (CUDA; CPUs with AMX or AVX512-BF16), and
+    on CUDA channels_last, fused Adam and `torch.compile` of every network where supported
+    (`train.compile`). `precision_note` says what was chosen and why."""
 
     device: torch.device
     bf16: bool
@@ -33,6 +63,7 @@ class Runtime:
     compile: bool = False
     rank: int = 0
     world: int = 1
+    precision_note: str = ""
 
     @property
     def is_main(self) -> bool:
@@ -58,7 +89,7 @@ class Runtime:
                 "train.device asks for CUDA but no GPU is visible; use train.device=cpu or auto"
             )
         cuda = dev.type == "cuda"
-        bf16 = precision == "bf16" or (precision == "auto" and fast and cuda)
+        bf16, note = choose_precision(precision, fast, dev)
         use_compile = compile == "on" or (compile == "auto" and fast and cuda)
         if use_compile and not compile_supported():
             warnings.warn("torch.compile is not supported here; running eager", stacklevel=2)
@@ -71,6 +102,7 @@ class Runtime:
             compile=use_compile,
             rank=rank,
             world=world,
+            precision_note=note,
         )
 
     @classmethod
