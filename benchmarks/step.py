@@ -68,7 +68,7 @@ def make_task(size: int, batch: int, fast: bool, args: argparse.Namespace) -> Tr
         cfg,
         Runtime.from_config(cfg.train),
         LabelCodec.fit(target),
-        joint=True,
+        coupling="joint",
     )
 
 

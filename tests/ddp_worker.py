@@ -46,7 +46,9 @@ def main(out: str, batch: int) -> None:
     rt = Runtime.from_config(cfg.train)
     seed_everything(0)
     target, source = cohort("CT", 1), cohort("MRI", 2)
-    task = TranslationTask(target, target, [source], cfg, rt, LabelCodec.fit(target), joint=False)
+    task = TranslationTask(
+        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="none"
+    )
     init = {k: v.clone() for k, v in task.bank.state_dict().items()}
     for step in range(3):
         task.train_step(step)

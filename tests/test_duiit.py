@@ -16,6 +16,7 @@ from duiit.config import Config, load_config
 from duiit.data import load_cohorts, split_cohort
 from duiit.methods.base import LabelCodec, translate
 from duiit.methods.duiit import TranslationTask, histogram_distance, scale_grad
+from duiit.models import Predictor
 from duiit.training.runtime import Runtime, seed_everything
 
 TINY = [*BASE, "train.batch_size=8"]
@@ -34,7 +35,9 @@ def cohorts(phantom_dir: Path):
     return target, sources
 
 
-def make_task(cohorts, *extra: str, joint: bool = True) -> TranslationTask:
+def make_task(
+    cohorts, *extra: str, coupling: str = "joint", frozen: Predictor | None = None
+) -> TranslationTask:
     target, sources = cohorts
     cfg = tiny_config(*extra)
     seed_everything(0)
@@ -47,7 +50,8 @@ def make_task(cohorts, *extra: str, joint: bool = True) -> TranslationTask:
         cfg,
         Runtime.create("cpu"),
         LabelCodec.fit(train),
-        joint=joint,
+        coupling=coupling,
+        frozen=frozen,
     )
 
 
@@ -90,6 +94,36 @@ def test_pred_loss_reaches_generator_only_when_lambda_positive(cohorts, lam: flo
     assert any(p.grad is not None and p.grad.any() for p in task.predictor.parameters())
 
 
+def test_detached_variant_gives_generators_no_gradient_from_pred_loss(cohorts) -> None:
+    """What the authors' released code runs: the predictor co-trains on G(y), G learns
+    nothing from it, even with a lambda that would dominate the joint variant."""
+    task = make_task(cohorts, "train.lambda_pred=1.0", coupling="detached")
+    x, rx, ys = batch(task)
+    losses, _, _ = task.generator_losses(x, rx, ys)
+    losses["pred"].backward()
+    assert all(p.grad is None for p in task.bank.parameters())
+    before = copy.deepcopy(task.predictor.state_dict())
+    task.train_step(0)
+    after = task.predictor.state_dict()
+    assert any(not torch.equal(before[k], v) for k, v in after.items())  # it still trains
+
+
+def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> None:
+    frozen = Predictor("resnet10", 1, width=0.5)
+    before = copy.deepcopy(frozen.state_dict())
+    task = make_task(cohorts, coupling="frozen", frozen=frozen)
+    x, rx, ys = batch(task)
+    losses, _, _ = task.generator_losses(x, rx, ys)
+    assert task.predictor is None and "pred" not in losses
+    losses["sem"].backward()
+    assert any(p.grad is not None and p.grad.any() for p in task.bank.G.parameters())
+    assert all(p.grad is None for p in frozen.parameters())
+    for step in range(3):
+        task.train_step(step)
+    after = frozen.state_dict()  # weights and batch-norm statistics alike
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_one_step_lowers_every_loss_term_on_a_fixed_batch(cohorts) -> None:
     task = make_task(cohorts, "train.pool_size=0", "train.lambda_pred=0.01")
     x, rx, ys = batch(task)
@@ -109,7 +143,7 @@ def test_one_step_lowers_every_loss_term_on_a_fixed_batch(cohorts) -> None:
 
 
 def test_cyclegan_mode_has_no_predictor(cohorts) -> None:
-    task = make_task(cohorts, joint=False)
+    task = make_task(cohorts, coupling="none")
     x, rx, ys = batch(task)
     losses, _, _ = task.generator_losses(x, rx, ys)
     assert task.predictor is None and "pred" not in losses and set(task.optimizers()) == {"G", "D"}
@@ -155,7 +189,7 @@ def test_two_sources_share_target_discriminator_and_predictor(phantom_dir: Path)
         quiet=True,
     )
     task = TranslationTask(
-        target, target, sources, cfg, Runtime.create("cpu"), LabelCodec.fit(target), joint=True
+        target, target, sources, cfg, Runtime.create("cpu"), LabelCodec.fit(target), "joint"
     )
     assert set(task.bank.G) == set(task.bank.F) == set(task.bank.D_s) == {"MRI", "PET"}
     before = copy.deepcopy(task.bank.D_t.state_dict())

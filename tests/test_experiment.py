@@ -10,6 +10,7 @@ import yaml
 
 from duiit.errors import DuiitError
 from duiit.evaluation.runner import ALL_METHODS, load_experiment, run_experiment
+from duiit.methods import get_method as load_method
 from duiit.report import build_report
 
 RUN = {
@@ -110,13 +111,16 @@ def test_experiment_file_errors(tmp_path: Path) -> None:
         load_experiment(tmp_path / "e.yaml")
 
 
-def test_fan_out_over_two_workers(phantom_dir: Path, tmp_path: Path) -> None:
+def test_variants_and_a_lambda_sweep_over_two_workers(phantom_dir: Path, tmp_path: Path) -> None:
+    """Method variants are data: `duiit[lambda_pred=...]` runs with its own setting and is a
+    row of its own in the report, beside the registered variants detached and cycada."""
+    sweep = ["duiit", "duiit[lambda_pred=0.1]", "duiit_detached", "cycada", "target_only"]
     (tmp_path / "exp.yaml").write_text(
         yaml.safe_dump(
             {
                 "target": str(phantom_dir / "ct.csv"),
                 "sources": [str(phantom_dir / "mri.csv")],
-                "methods": ["duiit", "target_only"],
+                "methods": sweep,
                 "splits": 2,
                 "run": RUN,
                 "quality": {"max_images": 8},
@@ -124,13 +128,30 @@ def test_fan_out_over_two_workers(phantom_dir: Path, tmp_path: Path) -> None:
         )
     )
     runs = run_experiment(tmp_path / "exp.yaml", tmp_path / "out", quiet=True, workers=2)
-    assert sorted(zip(runs["method"], runs["split"], strict=True)) == [
-        ("duiit", 0),
-        ("duiit", 1),
-        ("target_only", 0),
-        ("target_only", 1),
-    ]
-    assert runs["task_fid_MRI"].notna().sum() == 2  # quality scored after target_only ran
+    assert sorted(zip(runs["method"], runs["split"], strict=True)) == sorted(
+        (m, k) for m in sweep for k in (0, 1)
+    )
+    assert runs.loc[runs["method"] != "target_only", "task_fid_MRI"].notna().all()
+    variant = tmp_path / "out" / "runs" / "MIX-CT-MRI" / "duiit-lambda_pred=0.1" / "split-00"
+    assert yaml.safe_load((variant / "config.yaml").read_text())["train"]["lambda_pred"] == 0.1
+    cycada = pd.read_csv(
+        tmp_path / "out" / "runs" / "MIX-CT-MRI" / "cycada" / "split-00" / "metrics.csv"
+    )
+    assert {"pretrain", "translator", "predictor"} <= set(cycada["stage"])
+    assert "sem" in set(cycada["name"])
+    build_report(tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    for method in sweep:
+        assert f"| {method} |" in md, method
+
+
+def test_method_variant_errors() -> None:
+    with pytest.raises(DuiitError, match="unknown setting 'lambda'"):
+        load_method("duiit[lambda=1]")
+    with pytest.raises(DuiitError, match="lambda_pred"):
+        load_method("duiit[lambda_pred=-1]")
+    with pytest.raises(DuiitError, match="not of the form"):
+        load_method("duiit[lambda_pred=1")
 
 
 def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ class TrainConfig(_Strict):
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of the translator")
     lambda_pred: float = Field(1e-3, ge=0, description="weight of L_pred in G's objective")
     lambda_cyc: float = Field(10.0, ge=0)
+    lambda_sem: float = Field(
+        1.0, ge=0, description="cycada: weight of the frozen predictor's loss in G's objective"
+    )
     pool_size: int = Field(50, ge=0)
     decay_start: float = Field(0.5, ge=0, le=1, description="fraction of steps before LR decay")
     log_every: int = Field(10, ge=1)
@@ -135,6 +138,28 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
                 raise DuiitError(f"override {item!r} conflicts with an earlier override")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     return tree
+
+
+def qualify(item: str, origin: str) -> str:
+    """`lambda_pred=0.01` -> `train.lambda_pred=0.01`: a bare key names the one section that
+    has it; a dotted key is kept as it is (validation checks it later)."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise DuiitError(f"{origin}: {item!r} is not of the form key=value")
+    if "." in key:
+        return f"{key}={value.strip()}"
+    sections = [name for name, f in Config.model_fields.items() if key in f.annotation.model_fields]
+    if len(sections) != 1:
+        known = sorted(k for f in Config.model_fields.values() for k in f.annotation.model_fields)
+        raise DuiitError(f"{origin}: unknown setting {key!r}; known: {', '.join(known)}")
+    return f"{sections[0]}.{key}={value.strip()}"
+
+
+def with_overrides(cfg: Config, overrides: list[str], origin: str) -> Config:
+    """A copy of `cfg` with dotted overrides applied, validated like any configuration."""
+    raw = _deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
+    return validate(raw, origin)
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -31,7 +31,7 @@ from duiit.errors import DuiitError
 from duiit.evaluation.metrics import prediction_metrics
 from duiit.files import staged_dir, write_json
 from duiit.methods import FittedModel, get_method
-from duiit.methods.base import translate
+from duiit.methods.base import method_config, translate
 from duiit.training.runtime import (
     Runtime,
     barrier,
@@ -88,6 +88,8 @@ def execute(
     result_path = run_dir / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
+    cls = get_method(method)
+    cfg = method_config(method, cfg)
     rt = Runtime.from_config(cfg.train)
     if rt.is_main and not quiet:
         Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
@@ -98,7 +100,6 @@ def execute(
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
     train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
     seed_everything(cfg.train.seed)
-    cls = get_method(method)
     used = sources if cls.uses_sources else []
     start = time.perf_counter()
     fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)

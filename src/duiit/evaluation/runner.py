@@ -27,7 +27,7 @@ from duiit.errors import DuiitError
 from duiit.evaluation.quality import PredictorFeatures, fid, inception_scores
 from duiit.files import write_json
 from duiit.methods import FittedModel, get_method
-from duiit.methods.base import translate
+from duiit.methods.base import method_folder, translate
 from duiit.runs import execute
 from duiit.training.runtime import Runtime, init_distributed, is_main_process
 
@@ -209,6 +209,11 @@ def collect(out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def run_path(out: Path, setting: str, method: str, split: int) -> Path:
+    """The folder of one (setting, method, split) run of an experiment."""
+    return out / "runs" / setting / method_folder(method) / f"split-{split:02d}"
+
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -227,13 +232,13 @@ def _run_one(out: Path, setting: str, names: list[str], method: str, k: int) -> 
     """One grid cell: fit + evaluate (+ translation quality), in this process's state."""
     exp, cfg, target = _WORKER["exp"], _WORKER["cfg"], _WORKER["target"]
     chosen = [c for c in _WORKER["sources"] if c.modality in names]
-    run_dir = out / "runs" / setting / method / f"split-{k:02d}"
+    run_dir = run_path(out, setting, method, k)
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.train.seed = cfg.train.seed + k
     result = execute(run_dir, method, run_cfg, target, chosen, split_seed=k, quiet=True)
     if exp.quality.enabled and get_method(method).translates and is_main_process():
         pure = setting_name(target.modality, [])
-        reference = out / "runs" / pure / "target_only" / f"split-{k:02d}" / "model.pt"
+        reference = run_path(out, pure, "target_only", k) / "model.pt"
         run_quality(run_dir, reference, target, chosen, exp, run_cfg)
     return result
 
@@ -277,9 +282,7 @@ def run_experiment(
     grid = plan(exp, target, sources)
     console = Console(quiet=quiet or not main)
     finished = {
-        (s, m, k)
-        for s, _, m, k in grid
-        if (out / "runs" / s / m / f"split-{k:02d}" / "result.json").exists()
+        (s, m, k) for s, _, m, k in grid if (run_path(out, s, m, k) / "result.json").exists()
     }
     todo = [
         (s, [c.modality for c in ch], m, k)
@@ -288,7 +291,7 @@ def run_experiment(
         or (
             get_method(m).translates
             and exp.quality.enabled
-            and not (out / "runs" / s / m / f"split-{k:02d}" / "quality.json").exists()
+            and not (run_path(out, s, m, k) / "quality.json").exists()
         )
     ]
     console.print(f"precision: {Runtime.from_config(cfg.train).precision_note}", highlight=False)

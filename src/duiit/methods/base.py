@@ -4,6 +4,7 @@ registry. A method is a small class whose `fit` composes models and the training
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from duiit.config import Config
+from duiit.config import Config, qualify, with_overrides
 from duiit.data.cohort import Cohort
 from duiit.errors import DuiitError
 from duiit.models import Predictor, ResnetGenerator
@@ -224,9 +225,42 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def get_method(name: str) -> type[Method]:
+_SPEC = re.compile(r"^\s*(\w+)\s*(?:\[(.*)\])?\s*$")
+
+
+def parse_method(spec: str) -> tuple[str, list[str]]:
+    """A method with settings of its own, as an experiment file may name it:
+    `duiit[lambda_pred=0.01, model.ngf=32]` -> ("duiit", ["train.lambda_pred=0.01",
+    "model.ngf=32"]). A λ sweep is then a list of such names, not new code."""
+    match = _SPEC.match(spec)
+    if match is None:
+        raise DuiitError(f"method {spec!r} is not of the form name or name[key=value, ...]")
+    name, inner = match.group(1), match.group(2) or ""
+    items = [i for i in (part.strip() for part in inner.split(",")) if i]
+    return name, [qualify(i, f"method {spec!r}") for i in items]
+
+
+def get_method(spec: str) -> type[Method]:
+    """The method class a name (or a `name[key=value]` variant) runs; variant settings are
+    checked against the configuration's keys and types here, before any work."""
     import duiit.methods  # noqa: F401  (registers every method)
 
+    name, overrides = parse_method(spec)
     if name not in REGISTRY:
         raise DuiitError(f"unknown method {name!r}; choose from {', '.join(sorted(REGISTRY))}")
+    if overrides:
+        with_overrides(Config(), overrides, f"settings of method {spec!r}")
     return REGISTRY[name]
+
+
+def method_config(spec: str, cfg: Config) -> Config:
+    """The configuration a method (variant) runs with: `cfg` plus the variant's settings."""
+    _, overrides = parse_method(spec)
+    return with_overrides(cfg, overrides, f"settings of method {spec!r}") if overrides else cfg
+
+
+def method_folder(spec: str) -> str:
+    """A run-folder name: `duiit[lambda_pred=0.01]` -> `duiit-lambda_pred=0.01`."""
+    name, overrides = parse_method(spec)
+    parts = [o.split(".", 1)[1].replace("/", "_") for o in overrides]
+    return "-".join([name, *parts])

@@ -1,21 +1,36 @@
-"""CycleGAN, then train: the translator alone (DUIIT with lambda = 0 and no predictor), then
-the predictor on real target images plus the translated sources."""
+"""Translate first, then train: CycleGAN (the translator alone: no task signal at all) and
+CyCADA-style semantic consistency (the translator steered by a predictor pre-trained on the
+real target and then frozen). Both then train a fresh predictor on real target images plus
+the translated sources."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
-from duiit.methods.base import (
-    Batches,
-    FittedModel,
-    Method,
-    register,
-    translate,
-)
-from duiit.methods.duiit import train_translation
-from duiit.methods.predictor_task import Group
+from duiit.methods.base import Batches, FittedModel, LabelCodec, Method, register, translate
+from duiit.methods.duiit import TranslationTask, train_translation
+from duiit.methods.predictor_task import Group, modality_groups
 from duiit.methods.target_only import fit_predictor
+
+
+def predictor_on_translations(
+    method: Method,
+    task: TranslationTask,
+    target_train: Cohort,
+    target_val: Cohort,
+    sources: list[Cohort],
+    run_dir: Path,
+) -> FittedModel:
+    """The second stage: a predictor on the real target plus every translated source."""
+    codec = task.codec
+    groups = [Group(Batches(target_train, codec, method.rt))]
+    for c in sources:
+        fake = translate(task.bank.G[c.modality], c.images, method.rt)
+        groups.append(Group(Batches(c, codec, method.rt, images=fake)))
+    largest = max(len(c) for c in [target_train, *sources])
+    fitted = fit_predictor(method, groups, target_val, codec, run_dir, "predictor", largest)
+    return task.fitted(fitted.predictor)
 
 
 @register
@@ -28,12 +43,34 @@ class CycleGan(Method):
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
-        task = train_translation(self, target_train, target_val, sources, run_dir, joint=False)
-        codec = task.codec
-        groups = [Group(Batches(target_train, codec, self.rt))]
-        for c in sources:
-            fake = translate(task.bank.G[c.modality], c.images, self.rt)
-            groups.append(Group(Batches(c, codec, self.rt, images=fake)))
-        largest = max(len(c) for c in [target_train, *sources])
-        fitted = fit_predictor(self, groups, target_val, codec, run_dir, "predictor", largest)
-        return task.fitted(fitted.predictor)
+        task = train_translation(self, target_train, target_val, sources, run_dir, "none")
+        return predictor_on_translations(self, task, target_train, target_val, sources, run_dir)
+
+
+@register
+class Cycada(Method):
+    name = "cycada"
+    uses_sources = True
+    translates = True
+    description = (
+        "CycleGAN + semantic consistency from a frozen real-target predictor "
+        "(train.lambda_sem), then predictor on real + translated"
+    )
+
+    def fit(
+        self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
+    ) -> FittedModel:
+        codec = LabelCodec.fit(target_train)
+        frozen = fit_predictor(
+            self,
+            modality_groups([target_train], codec, self.rt),
+            target_val,
+            codec,
+            run_dir,
+            "pretrain",
+            len(target_train),
+        ).predictor
+        task = train_translation(
+            self, target_train, target_val, sources, run_dir, "frozen", frozen=frozen
+        )
+        return predictor_on_translations(self, task, target_train, target_val, sources, run_dir)

@@ -4,12 +4,18 @@ L = L_adv(D_t, G) + L_adv(D_s, F) + lambda_cyc * L_cyc + lambda * L_pred, where 
 predictor's loss on real target images and on translated source images G(y) with the
 source labels. The predictor minimises L_pred itself; G receives lambda times its gradient,
 which is what steers the translation towards what matters for the task.
+
+The same step, with another coupling between translator and task, gives the variants that
+isolate that claim: `detached` (the predictor co-trains on G(y) but no gradient reaches G,
+as the authors' released code does), `frozen` (CyCADA's semantic consistency: a predictor
+pre-trained on the real target and frozen scores G(y) against the source labels, and that
+loss reaches G) and `none` (plain CycleGAN).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -60,8 +66,13 @@ def histogram_distance(a: torch.Tensor, b: torch.Tensor, n: int = 20_000, seed: 
     )
 
 
+Coupling = Literal["joint", "detached", "frozen", "none"]
+
+
 class TranslationTask:
-    """The joint DUIIT step; with `joint=False` it is plain CycleGAN (no predictor at all)."""
+    """The translator step, coupled to the task as `coupling` says (see the module doc):
+    `joint` is DUIIT, `none` plain CycleGAN (no predictor at all). `frozen` needs the
+    pre-trained predictor `frozen`, which is put in eval mode and never updated."""
 
     def __init__(
         self,
@@ -71,10 +82,11 @@ class TranslationTask:
         cfg: Config,
         rt: Runtime,
         codec: LabelCodec,
-        joint: bool,
+        coupling: Coupling,
+        frozen: Predictor | None = None,
     ) -> None:
         t = cfg.train
-        self.cfg, self.rt, self.codec, self.joint = cfg, rt, codec, joint
+        self.cfg, self.rt, self.codec, self.coupling = cfg, rt, codec, coupling
         self.names = [c.modality for c in sources]
         self.bank = TranslatorBank(self.names, cfg.model.ngf, cfg.model.ndf, n_blocks(cfg))
         rt.prepare(self.bank, self.bank.networks())
@@ -83,11 +95,16 @@ class TranslationTask:
             "D": rt.adam(self.bank.discriminator_parameters(), t.lr_translator, t.beta1),
         }
         self.predictor: Predictor | None = None
-        if joint:
+        if coupling in ("joint", "detached"):
             self.predictor = rt.prepare(
                 Predictor(cfg.model.predictor, codec.out_dim, width=cfg.model.width)
             )
             self.opt["P"] = rt.adam(self.predictor.parameters(), t.lr_predictor)
+        self.frozen: Predictor | None = None
+        if coupling == "frozen":
+            if frozen is None:
+                raise ValueError("coupling='frozen' needs the pre-trained predictor")
+            self.frozen = rt.prepare(frozen).eval().requires_grad_(False)
         self.pool_t = ImagePool(t.pool_size, seed=t.seed + 1 + 1000 * rt.rank)  # one per rank
         self.pool_s = {
             m: ImagePool(t.pool_size, seed=t.seed + 2 + i + 1000 * rt.rank)
@@ -97,7 +114,6 @@ class TranslationTask:
         self.target = Batches(target_train, codec, rt)
         self.val = Batches(target_val, codec, rt)
         self.sources = {c.modality: Batches(c, codec, rt) for c in sources}
-        self.lambda_pred = t.lambda_pred if joint else 0.0
         # Fixed images to watch: the sample grid and the appearance distance to the target.
         self.watch = {c.modality: c.images[:: max(1, len(c) // 32)][:32] for c in sources}
         self.real_target = target_val.images[:256]
@@ -126,10 +142,21 @@ class TranslationTask:
             cyc = cyc + F.l1_loss(b.F[m](fake_t), y) + F.l1_loss(b.G[m](fake_s), x)
             fakes_t[m], fakes_s[m] = fake_t, fake_s
         losses = {"adv_G": adv_g, "adv_F": adv_f, "cyc": cyc}
+        source_labels = [r for _, r in ys.values()]
         if self.predictor is not None:
-            images = torch.cat([x, *(scale_grad(fakes_t[m], self.lambda_pred) for m in ys)])
-            labels = torch.cat([rx, *(r for _, r in ys.values())])
-            losses["pred"] = self.codec.loss(self.predictor(images), labels)
+            lam = self.cfg.train.lambda_pred
+            coupled = [
+                scale_grad(f, lam) if self.coupling == "joint" else f.detach()
+                for f in fakes_t.values()
+            ]
+            images = torch.cat([x, *coupled])
+            losses["pred"] = self.codec.loss(
+                self.predictor(images), torch.cat([rx, *source_labels])
+            )
+        if self.frozen is not None:
+            losses["sem"] = self.codec.loss(
+                self.frozen(torch.cat(list(fakes_t.values()))), torch.cat(source_labels)
+            )
         return losses, fakes_t, fakes_s
 
     def discriminator_losses(
@@ -164,8 +191,9 @@ class TranslationTask:
             d.requires_grad_(False)
         with self.rt.autocast():
             losses, fakes_t, fakes_s = self.generator_losses(x, rx, ys)
-        total = losses["adv_G"] + losses["adv_F"] + self.cfg.train.lambda_cyc * losses["cyc"]
-        total = total + losses.get("pred", 0.0)
+        t = self.cfg.train
+        total = losses["adv_G"] + losses["adv_F"] + t.lambda_cyc * losses["cyc"]
+        total = total + losses.get("pred", 0.0) + t.lambda_sem * losses.get("sem", 0.0)
         stepped = [self.opt[k] for k in ("G", "P") if k in self.opt]
         for opt in stepped:
             opt.zero_grad(set_to_none=True)
@@ -244,15 +272,19 @@ def train_translation(
     target_val: Cohort,
     sources: list[Cohort],
     run_dir: Path,
-    joint: bool,
+    coupling: Coupling,
+    frozen: Predictor | None = None,
 ) -> TranslationTask:
-    """Train the translators through the loop core: jointly with the predictor (DUIIT, stage
-    `duiit`) or alone (CycleGAN's first stage, `translator`)."""
+    """Train the translators through the loop core: with a co-trained predictor (DUIIT and
+    its detached variant, stage `duiit`) or without one (CycleGAN's and CyCADA's first
+    stage, `translator`)."""
     cfg = method.cfg
     codec = LabelCodec.fit(target_train)
-    task = TranslationTask(target_train, target_val, sources, cfg, method.rt, codec, joint)
+    task = TranslationTask(
+        target_train, target_val, sources, cfg, method.rt, codec, coupling, frozen
+    )
     steps = resolve_steps(cfg, max(len(c) for c in [target_train, *sources]))
-    stage = "duiit" if joint else "translator"
+    stage = "duiit" if task.predictor is not None else "translator"
     run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet), method.rt)
     return task
 
@@ -262,9 +294,20 @@ class Duiit(Method):
     name = "duiit"
     uses_sources = True
     translates = True
-    description = "translator + predictor trained jointly (ours)"
+    description = "translator + predictor trained jointly, lambda * dL_pred reaches G (ours)"
+    coupling: ClassVar[Coupling] = "joint"
 
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
-        return train_translation(self, target_train, target_val, sources, run_dir, True).fitted()
+        task = train_translation(
+            self, target_train, target_val, sources, run_dir, type(self).coupling
+        )
+        return task.fitted()
+
+
+@register
+class DuiitDetached(Duiit):
+    name = "duiit_detached"
+    description = "predictor co-trained on translations, no gradient into G (released code)"
+    coupling = "detached"
