@@ -185,14 +185,16 @@ def predict_cmd(
 
 @app.command("methods")
 def methods_cmd() -> None:
-    """List the methods that can be trained and compared."""
+    """List the methods that can be trained and compared. In an experiment file a method
+    may carry settings of its own, e.g. duiit[lambda_pred=0.01] for a lambda sweep."""
     from duiit.methods import REGISTRY
 
+    table = Table(box=None, show_header=True, pad_edge=False)
+    for col in ("method", "sources", "what it does"):
+        table.add_column(col, no_wrap=col != "what it does")
     for name, cls in sorted(REGISTRY.items()):
-        console.print(
-            f"{name:16s} {'uses sources' if cls.uses_sources else 'target only ':12s}  "
-            f"{cls.description}"
-        )
+        table.add_row(name, "yes" if cls.uses_sources else "no", cls.description)
+    console.print(table)
 
 
 @app.command("experiment")
