@@ -12,6 +12,7 @@ from duiit.errors import DuiitError
 from duiit.evaluation.runner import ALL_METHODS, load_experiment, run_experiment
 from duiit.methods import get_method as load_method
 from duiit.report import build_report
+from duiit.report.claims import claims_table
 
 RUN = {
     "data": {"image_size": 32},
@@ -66,8 +67,18 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
         assert f"| {method} |" in md, method
     for setting in ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET"):
         assert setting in md
-    for title in ("vs baselines", "vs augmentation", "Translation quality", "Significance"):
+    for title in (
+        "vs baselines",
+        "vs augmentation",
+        "Translation quality",
+        "Significance",
+        "Paper claims: summary",
+    ):
         assert title in md
+    claims = claims_table(pd.read_csv(sweep / "out" / "runs.csv"), "duiit", 0.1)
+    assert set(claims["verdict"]) <= {"reproduced", "contradicted", "inconclusive"}
+    # 3 MIX settings vs PURE, the widest vs 3 others, 7 baselines x 3, FID x 4 (setting, source)
+    assert len(claims) == 3 + 3 + 21 + 4 and claims["q (BH)"].between(0, 1).all()
     csv = pd.read_csv(sweep / "out" / "results.csv")
     assert len(csv) == 4 + 5 * 3 and (csv["splits"] == 2).all()
     html = (sweep / "out" / "report.html").read_text()

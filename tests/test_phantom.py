@@ -10,7 +10,13 @@ import pytest
 
 from duiit.config import DataConfig
 from duiit.data import load_manifest
-from duiit.data.phantom import PhantomSpec, synthesise
+from duiit.data.phantom import (
+    PhantomSpec,
+    read_age_option,
+    sample_anatomy,
+    synthesise,
+    tissue_values,
+)
 from duiit.errors import DuiitError
 
 
@@ -78,3 +84,44 @@ def test_refuses_existing_folder_and_unknown_modality(tmp_path: Path) -> None:
     assert not (tmp_path / "y").exists()
     synthesise(tmp_path / "x", PhantomSpec(patients={"CT": 1}, size=16, slices=1), force=True)
     assert (tmp_path / "x" / "ct.csv").is_file()
+
+
+def test_ages_from_a_real_table_set_counts_and_labels(tmp_path: Path) -> None:
+    """CT-ICH's demographics header has a line break inside a quoted name, and a patient
+    without an age: both as the real file has them."""
+    table = tmp_path / "demo.csv"
+    table.write_text('"Patient Number","Age\n(years)"\n49,35\n50,0.583333333\n51,\n52,72\n')
+    modality, ages = read_age_option(f"ct={table}")
+    assert modality == "CT" and ages == [35.0, 0.583333333, 72.0]
+    spec = PhantomSpec(patients={"CT": 99}, size=32, slices=1, ages={"CT": ages})
+    synthesise(tmp_path / "p", spec, quiet=True)
+    rows = (tmp_path / "p" / "ct.csv").read_text().splitlines()[1:]
+    assert sorted(float(r.split(",")[1]) for r in rows) == [0.58, 35.0, 72.0]
+    with pytest.raises(DuiitError, match="no column 'age'"):
+        read_age_option(f"CT={table}:age")
+    with pytest.raises(DuiitError, match="MODALITY=CSV"):
+        read_age_option(f"XR={table}")
+
+
+def test_children_have_smaller_heads_and_darker_white_matter() -> None:
+    rng = np.random.default_rng(0)
+    spec = PhantomSpec()
+    infant, adult = sample_anatomy(rng, spec, 0.5), sample_anatomy(rng, spec, 40.0)
+    assert infant.axes[0] < 0.8 * adult.axes[0]
+    assert tissue_values("CT", infant)[5] < tissue_values("CT", adult)[5] - 5
+    assert tissue_values("MRI", infant)[5] < tissue_values("MRI", infant)[4]  # WM below GM
+    assert tissue_values("CT", adult)[5] == 28.0  # adults as before
+
+
+def test_subtle_cue_moves_age_information_into_small_faint_lesions() -> None:
+    rng = np.random.default_rng(1)
+    plain, subtle = PhantomSpec(), PhantomSpec(subtle_cue=True)
+    ages = rng.uniform(20, 90, 300)
+    a = [sample_anatomy(rng, plain, float(x)) for x in ages]
+    b = [sample_anatomy(rng, subtle, float(x)) for x in ages]
+    gross = lambda anats: np.corrcoef(ages, [x.bio_age for x in anats])[0, 1]  # noqa: E731
+    lesions = np.corrcoef(ages, [len(x.lesions) for x in b])[0, 1]
+    assert gross(b) < gross(a) - 0.1 and lesions > 0.8, (gross(a), gross(b), lesions)
+    assert all(r < 0.035 for x in b for r in x.lesions[:, 2])
+    lesion_hu, wm_hu = tissue_values("CT", b[0])[[6, 5]]
+    assert wm_hu - lesion_hu == 6.0

@@ -45,19 +45,32 @@ def data_synth(
     size: int = typer.Option(128, help="Slice size in pixels."),
     slices: int = typer.Option(4, help="Axial slices per patient."),
     seed: int = typer.Option(0, help="Same seed, same files; another seed, other patients."),
+    ages: list[str] = typer.Option(
+        [],
+        help="MODALITY=CSV[:COLUMN]: take that modality's ages from a real age table, one "
+        "patient per age (the column defaults to the one whose name starts with 'age'); "
+        "repeatable. Sets that modality's patient count.",
+    ),
+    subtle_cue: bool = typer.Option(
+        False,
+        help="Put most age information in small, low-contrast lesions (a few HU in CT) and "
+        "make the gross anatomy a noisier cue: a test of whether translation keeps it.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Write the built-in phantom cohort: NIfTI brain slices of CT, MRI and PET patients
     with their ages, plus one manifest CSV per modality (library: duiit.data.phantom.synthesise).
     """
-    from duiit.data.phantom import PhantomSpec, synthesise
+    from duiit.data.phantom import PhantomSpec, read_age_option, synthesise
 
     spec = PhantomSpec(
         patients={k: v for k, v in {"CT": ct, "MRI": mri, "PET": pet}.items() if v},
         size=size,
         slices=slices,
         seed=seed,
+        ages=dict(read_age_option(a) for a in ages),
+        subtle_cue=subtle_cue,
     )
     manifests = synthesise(out, spec, force=force, quiet=quiet)
     for modality, path in manifests.items():

@@ -5,8 +5,17 @@ simulated patient has a random head, skull, CSF, grey and white matter, ventricl
 an age in 20-90 years and a hidden "biological age" offset (so age is not perfectly
 recoverable). Age acts as it does in real brains: ventricles enlarge, sulci widen, the cortex
 thins, the subarachnoid space grows, white-matter lesions appear, and PET grey-matter uptake
-falls. Modalities are different patients (unpaired, as in clinics). The cohort is written as
-ordinary NIfTI files plus manifests, so it goes through exactly the path a user's data does.
+falls. Children (ages below 18, as in the paper's CT set) have smaller heads, less myelinated
+(darker) white matter and lower cortical uptake. Modalities are different patients
+(unpaired, as in clinics). The cohort is written as ordinary NIfTI files plus manifests, so
+it goes through exactly the path a user's data does.
+
+Two options make the phantom a test bed for the paper's claims. `ages` draws each modality's
+ages from a real age table (the paper's label shift: CT-ICH has children, the MRI and PET
+sets do not). `subtle_cue` moves most of the age information into small, low-contrast
+white-matter lesions (a few HU in CT, where unsupervised translation tends to drop them)
+and makes the gross anatomy a weaker cue (it follows a noisier biological age), so an
+experiment can tell whether a translator keeps what the task needs.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
+from duiit.data.tables import read_age_column
 from duiit.errors import DuiitError
 from duiit.files import staged_dir
 from duiit.progress import track
@@ -32,6 +42,9 @@ CT_HU = np.array([-1000.0, 30.0, 1000.0, 5.0, 40.0, 28.0, 15.0])
 MRI_T1 = np.array([0.0, 0.9, 0.08, 0.18, 0.55, 0.82, 0.42])
 # FDG uptake relative to young grey matter; the GM entry is replaced per patient.
 PET_UPTAKE = np.array([0.0, 0.1, 0.08, 0.05, 1.0, 0.32, 0.25])
+# Unmyelinated white matter at birth: darker than the adult's in CT (HU) and in T1.
+INFANT_WM = {"CT": 20.0, "MRI": 0.45}
+SUBTLE_LESION_HU = 6.0  # the subtle cue's lesions sit this far below white matter in CT
 
 
 @dataclass
@@ -44,6 +57,8 @@ class PhantomSpec:
     seed: int = 0
     age_range: tuple[float, float] = (20.0, 90.0)
     bio_age_sd: float = 5.0
+    ages: dict[str, list[float]] = field(default_factory=dict)  # per modality, one per patient
+    subtle_cue: bool = False
 
 
 @dataclass
@@ -59,17 +74,39 @@ class Anatomy:
     sulci_angles: np.ndarray
     lesions: np.ndarray  # (K, 3): x, y, radius in brain units
     uptake: float
+    subtle: bool = False  # lesions only SUBTLE_LESION_HU below white matter in CT
 
 
-def sample_anatomy(rng: np.random.Generator, spec: PhantomSpec) -> Anatomy:
-    age = float(rng.uniform(*spec.age_range))
-    bio = age + float(rng.normal(0.0, spec.bio_age_sd))
-    a = float(rng.uniform(0.70, 0.82))
-    n_lesions = int(rng.poisson(max(0.0, (bio - 45.0) / 8.0)))
+# The subtle cue: gross anatomy follows a biological age this noisy (years), while small
+# lesions appear at this rate per year after 15 (Poisson mean), this small (brain units).
+SUBTLE_BIO_SD = 15.0
+SUBTLE_LESIONS_PER_YEAR = 0.25
+SUBTLE_RADIUS = (0.02, 0.03)
+
+
+def maturity(age: float) -> float:
+    """0 at birth, rising quickly and exactly 1 from 18 years (adult anatomy unchanged)."""
+    return 1.0 - (1.0 - min(max(age, 0.0), 18.0) / 18.0) ** 3
+
+
+def sample_anatomy(
+    rng: np.random.Generator, spec: PhantomSpec, age: float | None = None
+) -> Anatomy:
+    """One patient; `age` fixed (from an age table) or drawn from `spec.age_range`."""
+    age = float(rng.uniform(*spec.age_range)) if age is None else age
+    bio_sd = SUBTLE_BIO_SD if spec.subtle_cue else spec.bio_age_sd
+    bio = age + float(rng.normal(0.0, bio_sd))
+    a = float(rng.uniform(0.70, 0.82)) * (0.7 + 0.3 * maturity(age))
+    if spec.subtle_cue:  # lesion load follows the true age closely; the anatomy does not
+        n_lesions = int(rng.poisson(SUBTLE_LESIONS_PER_YEAR * max(0.0, age - 15.0)))
+        radius = SUBTLE_RADIUS
+    else:
+        n_lesions = int(rng.poisson(max(0.0, (bio - 45.0) / 8.0)))
+        radius = (0.025, 0.045)
     r = np.sqrt(rng.uniform(0.0, 0.3, n_lesions))
     t = rng.uniform(0, 2 * np.pi, n_lesions)
     lesions = (
-        np.stack([r * np.cos(t) * 1.6, r * np.sin(t), rng.uniform(0.025, 0.045, n_lesions)], axis=1)
+        np.stack([r * np.cos(t) * 1.6, r * np.sin(t), rng.uniform(*radius, n_lesions)], axis=1)
         if n_lesions
         else np.zeros((0, 3))
     )
@@ -82,7 +119,10 @@ def sample_anatomy(rng: np.random.Generator, spec: PhantomSpec) -> Anatomy:
         ventricle_scale=float(rng.uniform(0.85, 1.15)),
         sulci_angles=rng.uniform(-np.pi, np.pi, int(rng.integers(14, 22))),
         lesions=lesions,
-        uptake=(1.0 - 0.0055 * (bio - 20.0)) * float(rng.uniform(0.92, 1.08)),
+        uptake=(1.0 - 0.0055 * max(bio - 20.0, 0.0))
+        * float(rng.uniform(0.92, 1.08))
+        * (0.7 + 0.3 * maturity(age)),
+        subtle=spec.subtle_cue,
     )
 
 
@@ -96,7 +136,7 @@ def tissue_fractions(anat: Anatomy, z: float, size: int) -> np.ndarray:
     y = -s * (xx - anat.centre[0]) + c * (yy - anat.centre[1])
     shrink = np.sqrt(max(1.0 - (z / 0.9) ** 2, 0.2))
     rho = np.sqrt((x / (anat.axes[0] * shrink)) ** 2 + (y / (anat.axes[1] * shrink)) ** 2)
-    years = anat.bio_age - 20.0
+    years = max(anat.bio_age - 20.0, 0.0)  # atrophy starts in adulthood
     csf_gap = 0.012 + 0.0009 * years  # subarachnoid space widens with atrophy
     brain_edge = 1.0 - 0.03 - 0.065 - csf_gap
     q = rho / brain_edge  # 1 at the brain surface
@@ -128,11 +168,29 @@ def tissue_fractions(anat: Anatomy, z: float, size: int) -> np.ndarray:
     return onehot.reshape(size, 2, size, 2, -1).mean(axis=(1, 3)).transpose(2, 0, 1)
 
 
+def tissue_values(modality: str, anat: Anatomy) -> np.ndarray:
+    """Each tissue's value in one patient: white matter darkens towards birth (myelination),
+    and the subtle cue's CT lesions are barely below white matter."""
+    values = {"CT": CT_HU, "MRI": MRI_T1, "PET": PET_UPTAKE}[modality].copy()
+    if modality in INFANT_WM:
+        immature = 1.0 - maturity(anat.age)
+        values[5] -= (values[5] - INFANT_WM[modality]) * immature
+    if modality == "CT" and anat.subtle:
+        values[6] = values[5] - SUBTLE_LESION_HU
+    if modality == "PET":
+        values[4] = anat.uptake
+    return values
+
+
 def render(frac: np.ndarray, modality: str, anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """Turn tissue fractions into one modality's image in that modality's units."""
+    if modality not in MODALITIES:
+        raise DuiitError(
+            f"phantom modality {modality!r} unknown; choose from {', '.join(MODALITIES)}"
+        )
     size = frac.shape[-1]
+    img = np.tensordot(tissue_values(modality, anat), frac, axes=1)
     if modality == "CT":
-        img = np.tensordot(CT_HU, frac, axes=1)
         img = gaussian_filter(img, 0.4) + rng.normal(0, 6.0, img.shape)
         return np.clip(img, -1024, 3071).round().astype(np.int16)
     if modality == "MRI":
@@ -140,20 +198,16 @@ def render(frac: np.ndarray, modality: str, anat: Anatomy, rng: np.random.Genera
         yy, xx = np.meshgrid(lin, lin, indexing="ij")
         k = rng.normal(0, 0.12, 3)
         bias = 1.0 + k[0] * xx + k[1] * yy + k[2] * xx * yy  # smooth coil bias field
-        img = np.tensordot(MRI_T1, frac, axes=1) * bias
+        img = img * bias
         sigma = 0.025
         img = np.hypot(img + rng.normal(0, sigma, img.shape), rng.normal(0, sigma, img.shape))
         return (img * 1000).astype(np.float32)  # Rician noise, as magnitude images have
-    if modality == "PET":
-        uptake = PET_UPTAKE.copy()
-        uptake[4] = anat.uptake
-        img = np.tensordot(uptake, frac, axes=1)
-        img = gaussian_filter(img, size / 64.0)  # scanner resolution
-        low = zoom(img, 0.5, order=1)  # coarse reconstruction grid
-        counts = rng.poisson(np.clip(low, 0, None) * 150.0) / 150.0  # count noise
-        img = zoom(counts, size / low.shape[0], order=1)
-        return (np.clip(img, 0, None) * 10).astype(np.float32)
-    raise DuiitError(f"phantom modality {modality!r} unknown; choose from {', '.join(MODALITIES)}")
+    # PET
+    img = gaussian_filter(img, size / 64.0)  # scanner resolution
+    low = zoom(img, 0.5, order=1)  # coarse reconstruction grid
+    counts = rng.poisson(np.clip(low, 0, None) * 150.0) / 150.0  # count noise
+    img = zoom(counts, size / low.shape[0], order=1)
+    return (np.clip(img, 0, None) * 10).astype(np.float32)
 
 
 def patient_volume(
@@ -176,6 +230,21 @@ def _write_nifti(path: Path, slices: np.ndarray) -> None:
     nib.save(img, path)
 
 
+def read_age_option(option: str) -> tuple[str, list[float]]:
+    """`CT=table.csv[:column]` -> ("CT", the ages in that column). Rows without a number
+    are dropped (a patient without an age); the column defaults to the one named age*."""
+    modality, sep, rest = option.partition("=")
+    modality = modality.strip().upper()
+    if not sep or modality not in MODALITIES:
+        raise DuiitError(
+            f"--ages {option!r}: expected MODALITY=CSV[:COLUMN] with MODALITY one of "
+            f"{', '.join(MODALITIES)}"
+        )
+    path, _, column = rest.partition(":")
+    ages = read_age_column(Path(path), column or None)
+    return modality, ages
+
+
 def synthesise(
     out: Path, spec: PhantomSpec | None = None, force: bool = False, quiet: bool = False
 ) -> dict[str, Path]:
@@ -185,6 +254,10 @@ def synthesise(
     interruption never leaves a half-written cohort. Returns the manifest path per modality.
     """
     spec = spec or PhantomSpec()
+    for modality, ages in spec.ages.items():  # an age table sets the patient count
+        if not ages or not np.all(np.isfinite(ages)) or min(ages) < 0:
+            raise DuiitError(f"phantom ages for {modality} must be finite numbers >= 0")
+        spec.patients[modality] = len(ages)
     unknown = set(spec.patients) - set(MODALITIES)
     if unknown:
         raise DuiitError(
@@ -203,12 +276,14 @@ def synthesise(
             # One independent stream per modality: changing PET counts leaves CT identical.
             rng = np.random.default_rng([spec.seed, m_index])
             rows = ["path,label,patient_id,modality"]
+            table = spec.ages.get(modality)
+            ages = rng.permutation(table).tolist() if table else [None] * count
             for i in track(range(count), f"phantom {modality}", count, quiet):
-                anat = sample_anatomy(rng, spec)
+                anat = sample_anatomy(rng, spec, ages[i])
                 pid = f"{modality}-{spec.seed:03d}-{i:04d}"
                 rel = f"{modality}/{pid}.nii.gz"
                 _write_nifti(tmp / rel, patient_volume(anat, modality, spec, rng))
-                rows.append(f"{rel},{anat.age:.1f},{pid},{modality}")
+                rows.append(f"{rel},{anat.age:.2f},{pid},{modality}")
             (tmp / f"{modality.lower()}.csv").write_text("\n".join(rows) + "\n")
             manifests[modality] = out / f"{modality.lower()}.csv"
         (tmp / "phantom.json").write_text(json.dumps(asdict(spec), indent=2))

@@ -13,8 +13,10 @@ import yaml
 from duiit.errors import DuiitError
 from duiit.evaluation.runner import collect
 from duiit.report import figures
+from duiit.report.claims import claims_summary, claims_table
 from duiit.report.tables import (
     AUGMENTATIONS,
+    PAPER_BASELINES,
     error_table,
     metric_columns,
     primary_metric,
@@ -96,14 +98,25 @@ def build_report(out: Path) -> dict[str, Path]:
     full = summary(results, metric_columns(results) + ["fit_seconds"])
     full.to_csv(out / "results.csv", index=False)
     methods = list(results["method"].drop_duplicates())
-    baselines = [m for m in methods if m != ours and m not in AUGMENTATIONS]
+    baselines = [m for m in methods if m != ours and m in PAPER_BASELINES]
     augments = [m for m in methods if m in AUGMENTATIONS]
+    ablation = [m for m in methods if m != ours and m not in (*PAPER_BASELINES, *AUGMENTATIONS)]
     sig = significance(results, metric, ours, alpha, lower)
+    claims = claims_table(results, ours, alpha)
     error_title = f"Prediction error on real target test patients ({metric}, mean ± std)"
     tables = {
         error_title: error_table(results).reset_index(),
+        f"Paper claims: summary (alpha = {alpha})": claims_summary(claims)
+        if not claims.empty
+        else claims,
+        "Paper claims: every test": claims,
         f"Ours ({ours}) vs baselines": versus_table(results, ours, baselines, alpha),
         f"Ours ({ours}) vs augmentation": versus_table(results, ours, augments, alpha),
+        f"Ablation: ours ({ours}) vs its variants and CycleGAN": versus_table(
+            results, ours, [*(["cyclegan"] if "cyclegan" in methods else []), *ablation], alpha
+        )
+        if ablation
+        else pd.DataFrame(),
         "Translation quality (task FID: lower is closer to real target; consistency: error "
         "of a real-target predictor on translated images)": quality_table(results),
         f"Significance (t-tests at alpha = {alpha}; diff = other − ours)": sig,

@@ -7,6 +7,8 @@ import pandas as pd
 from duiit.evaluation.stats import significance, summary
 
 AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
+# The paper's other methods; anything else an experiment runs is a variant (ablation).
+PAPER_BASELINES = ("target_only", "transfer", "multitask", "dann", "cyclegan")
 
 
 def primary_metric(results: pd.DataFrame) -> tuple[str, bool]:
@@ -103,6 +105,7 @@ def _fmt(v: object) -> str:
 
 __all__ = [
     "AUGMENTATIONS",
+    "PAPER_BASELINES",
     "error_table",
     "mean_std",
     "metric_columns",
