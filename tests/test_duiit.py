@@ -127,14 +127,14 @@ def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> 
 def test_one_step_lowers_every_loss_term_on_a_fixed_batch(cohorts) -> None:
     task = make_task(cohorts, "train.pool_size=0", "train.lambda_pred=0.01")
     x, rx, ys = batch(task)
-    with torch.no_grad():
+    with torch.no_grad(), task.rt.autocast():  # the precision the step itself uses
         before, _, _ = task.generator_losses(x, rx, ys)
     _, fakes_t, fakes_s = task.update_generators(x, rx, ys)
-    with torch.no_grad():
+    with torch.no_grad(), task.rt.autocast():
         after, _, _ = task.generator_losses(x, rx, ys)
         d_before = task.discriminator_losses(x, ys, fakes_t, fakes_s)
     task.update_discriminators(x, ys, fakes_t, fakes_s)
-    with torch.no_grad():
+    with torch.no_grad(), task.rt.autocast():
         d_after = task.discriminator_losses(x, ys, fakes_t, fakes_s)
     for k in ("adv_G", "adv_F", "cyc", "pred"):
         assert after[k] < before[k], (k, float(before[k]), float(after[k]))
