@@ -70,17 +70,18 @@ def _read_dicom_dataset(path: Path) -> np.ndarray:
     return arr[None] if arr.ndim == 3 else arr
 
 
+def dicom_slice_key(ds: pydicom.Dataset) -> float:
+    """Where a slice lies in its series (z position, else instance number), for sorting."""
+    pos = getattr(ds, "ImagePositionPatient", None)
+    return float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
+
+
 def _read_dicom_series(folder: Path) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DuiitError("is an empty folder; a folder must hold one DICOM series")
-    slices = []
-    for f in files:
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        pos = getattr(ds, "ImagePositionPatient", None)
-        key = float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
-        slices.append((key, f))
-    return np.concatenate([_read_dicom_dataset(f) for _, f in sorted(slices)])
+    keys = [(dicom_slice_key(pydicom.dcmread(f, stop_before_pixels=True)), f) for f in files]
+    return np.concatenate([_read_dicom_dataset(f) for _, f in sorted(keys)])
 
 
 def _read_nifti(path: Path) -> FileImage:
