@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from duiit.data.tables import normalise_header, read_table
 from duiit.errors import DuiitError
 
 T = TypeVar("T")
@@ -93,29 +94,27 @@ def explain(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _header_key(name: object) -> str:
-    return " ".join(str(name).split()).lower()  # "Age\n(years)" -> "age (years)"
-
-
 def read_age_table(
     path: Path, id_column: str, age_column: str, patient_id: Callable[[str], str]
 ) -> tuple[dict[str, float], set[str]]:
     """Ages by patient id from a CSV or Excel table (every sheet), and the ids listed without
     a usable age. Headers match ignoring case and line breaks; `patient_id` maps the table's
     ids onto the ids the images carry."""
-    try:
-        if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-            sheets = list(pd.read_excel(path, sheet_name=None, dtype=str).values())
-        else:
-            sheets = [pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")]
-    except FileNotFoundError:
-        raise DuiitError(f"age table {path} does not exist") from None
-    except Exception as exc:  # any parser's failure: the file is not a table we can read
-        raise DuiitError(f"cannot read the age table {path} ({explain(exc)})") from None
-    wanted = (_header_key(id_column), _header_key(age_column))
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        try:
+            excel = pd.read_excel(path, sheet_name=None, dtype=str)
+        except FileNotFoundError:
+            raise DuiitError(f"table {path} does not exist") from None
+        except Exception as exc:  # openpyxl's many failures: the file is not a workbook
+            raise DuiitError(
+                f"table {path} is not a readable Excel file ({explain(exc)})"
+            ) from None
+        sheets = [sheet.rename(columns=normalise_header) for sheet in excel.values()]
+    else:
+        sheets = [read_table(path)]
+    wanted = (normalise_header(id_column), normalise_header(age_column))
     frames = []
     for sheet in sheets:
-        sheet = sheet.rename(columns=_header_key)
         if all(c in sheet.columns for c in wanted):
             frames.append(sheet[list(wanted)])
     if not frames:
