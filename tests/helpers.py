@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    PositronEmissionTomographyImageStorage,
+    generate_uid,
+)
 
 
 def write_dicom(
@@ -16,17 +21,24 @@ def write_dicom(
     intercept: float = -1024.0,
     position: float | None = None,
     pixels: bool = True,
+    modality: str = "CT",
+    **attributes: object,
 ) -> Path:
-    """A CT DICOM file of unsigned 16-bit stored values; (F, H, W) makes it multi-frame."""
+    """A CT (or PET: modality PT) DICOM file of unsigned 16-bit stored values; (F, H, W) makes
+    it multi-frame; `attributes` are further DICOM keywords (PatientID, ...)."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPClassUID = (
+        PositronEmissionTomographyImageStorage if modality == "PT" else CTImageStorage
+    )
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
+    ds.Modality = modality
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     ds.Rows, ds.Columns = stored.shape[-2:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

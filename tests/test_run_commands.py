@@ -82,6 +82,12 @@ def test_augment_gives_real_plus_translated_training_set(
     assert cohort.modality == "CT" and len(cohort) == len(df) + n_ct  # 2 slices per real file
     with pytest.raises(DuiitError, match="already exists"):
         runs.augment(run_dir, phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "aug")
+    # a target manifest's own intensity settings travel with the copied real files
+    real = pd.read_csv(phantom_dir / "ct.csv").assign(units="hu")
+    real["path"] = [str(phantom_dir / p) for p in real["path"]]
+    real.to_csv(tmp_path / "ct.csv", index=False)
+    out = runs.augment(run_dir, tmp_path / "ct.csv", [], tmp_path / "aug2", quiet=True)
+    assert pd.read_csv(out)["units"].tolist() == ["hu"] * n_ct
 
 
 def test_predict_from_manifest_and_from_files(

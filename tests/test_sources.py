@@ -68,12 +68,12 @@ def test_png_8_and_16_bit_rgb_and_npy_stack(tmp_path: Path) -> None:
     ramp = np.tile(np.linspace(0, 255, 32), (32, 1)).astype(np.uint8)
     Image.fromarray(ramp).save(tmp_path / "a.png")
     Image.fromarray(np.stack([ramp] * 3, -1)).save(tmp_path / "b.png")
-    Image.fromarray(ramp.astype(np.uint16) * 200).save(tmp_path / "c.png")
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(tmp_path / "c.png")  # 0..65535
     np.save(tmp_path / "d.npy", np.stack([ramp, ramp[::-1]]).astype(np.float32))
     write_manifest(tmp_path / "pet.csv", ["a.png,1,p1", "b.png,2,p2", "c.png,3,p3", "d.npy,4,p4"])
     [c] = load_manifest(tmp_path / "pet.csv", DataConfig(image_size=32))
     assert len(c) == 5
-    for i in range(3):  # same ramp, whatever the bit depth or colour: same normalised image
+    for i in range(4):  # same full-range ramp, whatever the format: same normalised image
         np.testing.assert_allclose(c.images[i].float(), c.images[0].float(), atol=0.02)
     assert c.images[0, 0, 0, 0] == -1 and c.images[0, 0, 0, -1] == 1
 
@@ -89,7 +89,7 @@ def test_resize_pads_non_square_images(tmp_path: Path) -> None:
 def test_percentile_normalisation_is_robust_to_outliers() -> None:
     arr = np.linspace(0, 100, 10_000).astype(np.float32)
     arr[0] = 1e6  # one hot pixel must not squash the rest
-    out = normalise(arr, "MRI", DataConfig())
+    out = normalise(arr, "raw", DataConfig())
     assert out.min() == -1 and out.max() == 1
     assert abs(float(np.median(out))) < 0.05
 

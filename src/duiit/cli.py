@@ -100,6 +100,67 @@ def data_inspect(
     console.print(f"contact sheet -> {contact_sheet(cohorts, path)}")
 
 
+IMPORT_HELP = "\n\n".join(
+    [
+        "Write a manifest for one of the paper's public datasets, referencing its files where "
+        "they lie: nothing is copied, and paths are relative to the manifest wherever --out is.",
+        "lgg-kaggle3m: the TCGA-LGG brain MRI of Kaggle's lgg-mri-segmentation, "
+        "kaggle_3m/<case>/<case>_<n>.tif with data.csv; masks are skipped and the FLAIR "
+        "channel is used.",
+        "ct-ich: PhysioNet's CT-ICH head CT, as brain-window JPGs (Patients_CT/<nnn>/brain/; "
+        "the bone window is skipped) or NIfTI volumes in HU (ct_scans/), with "
+        "Patient_demographics.csv.",
+        "head-neck-pet-ct: TCIA's Head-Neck-PET-CT DICOM series (<PatientID>/<study>/<series>/); "
+        "the PET series of each patient, ages from --labels.",
+        "Prints how many patients and rows were found, the age range, and every patient left "
+        "out with the reason (no age, no images, unreadable). Library: "
+        "duiit.data.importers.import_dataset.",
+    ]
+)
+
+
+@data_app.command("import", help=IMPORT_HELP)
+def data_import(
+    dataset: str = typer.Argument(
+        ..., metavar="FORMAT", help="lgg-kaggle3m, ct-ich or head-neck-pet-ct."
+    ),
+    src: Path = typer.Argument(
+        ..., metavar="SRC", help="The dataset's folder, as downloaded and unpacked."
+    ),
+    out: Path = typer.Option(..., "--out", help="Manifest CSV to write."),
+    labels: Path | None = typer.Option(
+        None,
+        help="Age table (default: the dataset's own data.csv or Patient_demographics.csv). "
+        "Needed for head-neck-pet-ct: TCIA's clinical table, CSV or Excel (Patient #, Age).",
+    ),
+    slices: int = typer.Option(
+        0, min=0, help="Take N evenly spaced slices per patient (0: every slice)."
+    ),
+    layout: str = typer.Option(
+        "auto", help="ct-ich only: jpg or nifti, when the folder holds both (auto: nifti)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """The paper's datasets, from their download layouts, to a manifest."""
+    from duiit.data.importers import Options, import_dataset
+
+    report = import_dataset(
+        dataset, src, out, Options(labels=labels, slices=slices, layout=layout), force
+    )
+    lo, hi = report.label_range
+    console.print(
+        f"{dataset}: {report.patients} patients, {report.rows} rows, "
+        f"age {lo:g}-{hi:g} -> {report.manifest}",
+        highlight=False,
+    )
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
+    if report.skipped:
+        console.print(f"skipped {len(report.skipped)}:", highlight=False)
+        for what, why in report.skipped:
+            console.print(f"  {escape(what)}: {escape(why)}", highlight=False)
+
+
 CONFIG_HELP = "YAML config file (sections data, model, train)."
 PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet-50, batch 1)."
 OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 model.predictor=resnet18."

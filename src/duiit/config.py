@@ -24,10 +24,49 @@ class DataConfig(_Strict):
     hu_window: tuple[float, float] = Field((40.0, 80.0), description="CT window (level, width)")
     hu_modalities: list[str] = Field(["CT"], description="modalities scaled by the HU window")
     percentiles: tuple[float, float] = Field((0.5, 99.5), description="robust range, non-CT")
+    units: Literal["auto", "hu", "display", "raw"] = Field(
+        "auto",
+        description="what pixel values are: hu (CT numbers: hu_window), raw (physical non-CT "
+        "units: percentiles per file), display (an already windowed 8/16-bit image: mapped "
+        "linearly, never re-windowed); auto: integer PNG/JPEG/TIFF are display, DICOM/NIfTI/"
+        "NPY/float TIFF are hu for hu_modalities, else raw. A manifest's units column wins",
+    )
+    display_window: tuple[float, float] | None = Field(
+        None,
+        description="HU window (level, width) that display images of hu_modalities were saved "
+        "with (CT-ICH JPGs: [40, 120]); they are mapped back to HU, then hu_window applies, so "
+        "they match DICOM/NIfTI files. null: the display range maps to [-1, 1]. A manifest's "
+        "display_window column (40/120) wins",
+    )
+    channel: int | Literal["mean"] = Field(
+        1,
+        description="channel of multi-channel images (index, or mean). 1 = FLAIR in the LGG "
+        "MRI slices (pre-contrast, FLAIR, post-contrast), the one sequence real in every case; "
+        "a colour image of a grey scan has equal channels, so any index gives the grey. A "
+        "manifest's channel column wins",
+    )
     split: tuple[float, float, float] = Field((0.77, 0.11, 0.12), description="train/val/test")
     split_by: Literal["patient", "image"] = "patient"
     disjoint_patients: bool = Field(True, description="refuse a patient id in two modalities")
     task: Literal["auto", "regression", "classification"] = "auto"
+
+    @field_validator("display_window")
+    @classmethod
+    def _positive_width(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[1] <= 0:
+            raise ValueError("the width (second value) must be positive, e.g. [40, 120]")
+        return v
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel(cls, v: object) -> object:
+        if v == "mean" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        raise ValueError("give a channel index (0, 1, 2, ...) or mean")
+
+    def is_hu(self, modality: str) -> bool:
+        """Whether a modality's physical units are CT numbers (windowed in HU)."""
+        return modality.upper() in {m.upper() for m in self.hu_modalities}
 
 
 class ModelConfig(_Strict):

@@ -26,7 +26,7 @@ from rich.console import Console
 from duiit import __version__
 from duiit.config import Config, DataConfig, load_config, save_config
 from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
-from duiit.data.sources import load_files, read_manifest
+from duiit.data.sources import INTENSITY_COLUMNS, load_files, read_manifest
 from duiit.errors import DuiitError
 from duiit.evaluation.metrics import prediction_metrics
 from duiit.files import staged_dir, write_json
@@ -310,6 +310,7 @@ def augment(
                     "source_modality": "",
                     "source_path": r["path"],
                     "source_slice": r.get("slice", ""),
+                    **{c: r[c] for c in INTENSITY_COLUMNS if c in r},  # read as in training
                 }
             )
         rows += _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp, "translated/")

@@ -15,7 +15,8 @@ from duiit.data.cohort import Cohort  # noqa: E402
 
 
 def summarise(cohorts: list[Cohort]) -> pd.DataFrame:
-    """One row per modality: images, patients, label statistics and raw image sizes."""
+    """One row per modality: images, patients, label statistics, raw image sizes, and how
+    many images were read as which units (with the display window, if any)."""
     rows = []
     for c in cohorts:
         row: dict[str, object] = {
@@ -38,6 +39,10 @@ def summarise(cohorts: list[Cohort]) -> pd.DataFrame:
         )
         row["raw sizes"] = ", ".join(shapes[:4]) + (" ..." if len(shapes) > 4 else "")
         row["image size"] = f"{c.image_size}x{c.image_size}"
+        read_as = (
+            c.meta["units"] + c.meta["window"].map(lambda w: f" {w}" if w else "")
+        ).value_counts()
+        row["units"] = ", ".join(f"{name}: {n}" for name, n in read_as.sort_index().items())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,18 +1,23 @@
 """Files on disk -> normalised cohorts. The one place that knows formats and intensities.
 
 The user-facing input is a manifest CSV `path,label,patient_id[,modality][,slice]` with paths
-relative to the CSV. A path may be a DICOM file (multi-frame allowed), a folder holding one
-DICOM series, a NIfTI volume (axial slices, empty ones dropped), PNG/JPEG/TIFF, or NPY.
+relative to the CSV, plus optional per-row intensity settings `units`, `display_window` and
+`channel` that win over the run's `data.*` values. A path may be a DICOM file (multi-frame
+allowed), a folder holding one DICOM series, a NIfTI volume (axial slices, empty ones
+dropped), PNG/JPEG/TIFF, or NPY.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydantic
 import pydicom
 import torch
 import torch.nn.functional as F
@@ -25,37 +30,61 @@ from duiit.errors import DuiitError
 from duiit.progress import track
 
 REQUIRED_COLUMNS = ("path", "label", "patient_id")
-OPTIONAL_COLUMNS = ("modality", "slice")
+INTENSITY_COLUMNS = ("units", "display_window", "channel")
+OPTIONAL_COLUMNS = ("modality", "slice", *INTENSITY_COLUMNS)
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
-# ---------------------------------------------------------------- readers (raw units)
+# ---------------------------------------------------------------- readers (stored values)
+
+
+@dataclass(frozen=True)
+class FileImage:
+    """One file's pixels as stored, and what its reader can tell about their meaning.
+
+    `pixels` is (slices, H, W, channels) float32. `full_scale` is the largest value of the
+    file's unsigned integer encoding (255, 65535) or None for floats and signed values.
+    `display` says whether the file is, by its format, an image made for viewing (an integer
+    PNG/JPEG/TIFF), which `auto` units take as already windowed.
+    """
+
+    pixels: np.ndarray
+    full_scale: float | None = None
+    display: bool = False
+
+
+def _full_scale(dtype: np.dtype) -> float | None:
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.unsignedinteger) else None
 
 
 def _read_dicom_dataset(path: Path) -> np.ndarray:
+    """(frames, H, W, samples) in modality units (slope/intercept applied: CT in HU)."""
     ds = pydicom.dcmread(path)
     if "PixelData" not in ds:
         raise DuiitError(
             "has no pixel data (a DICOMDIR, report or presentation state?); list image files only"
         )
-    arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)  # slope/intercept -> HU
-    return arr[None] if arr.ndim == 2 else arr
+    arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    if int(getattr(ds, "SamplesPerPixel", 1)) == 1:
+        arr = arr[..., None]
+    return arr[None] if arr.ndim == 3 else arr
+
+
+def dicom_slice_key(ds: pydicom.Dataset) -> float:
+    """Where a slice lies in its series (z position, else instance number), for sorting."""
+    pos = getattr(ds, "ImagePositionPatient", None)
+    return float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
 
 
 def _read_dicom_series(folder: Path) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DuiitError("is an empty folder; a folder must hold one DICOM series")
-    slices = []
-    for f in files:
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        pos = getattr(ds, "ImagePositionPatient", None)
-        key = float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
-        slices.append((key, f))
-    return np.concatenate([_read_dicom_dataset(f) for _, f in sorted(slices)])
+    keys = [(dicom_slice_key(pydicom.dcmread(f, stop_before_pixels=True)), f) for f in files]
+    return np.concatenate([_read_dicom_dataset(f) for _, f in sorted(keys)])
 
 
-def _read_nifti(path: Path) -> np.ndarray:
+def _read_nifti(path: Path) -> FileImage:
     img = nib.as_closest_canonical(nib.load(path))
     data = np.asarray(img.get_fdata(dtype=np.float32))
     if data.ndim == 2:
@@ -63,56 +92,140 @@ def _read_nifti(path: Path) -> np.ndarray:
     if data.ndim != 3:
         raise DuiitError(f"has {data.ndim} dimensions; expected a 2-D image or 3-D volume")
     # RAS axes -> axial slices with anterior at the top, as radiologists view them.
-    return np.stack([np.flipud(data[:, :, k].T) for k in range(data.shape[2])])
+    slices = np.stack([np.flipud(data[:, :, k].T) for k in range(data.shape[2])])
+    slope, inter = img.header.get_slope_inter()
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)  # stored values were rescaled
+    return FileImage(slices[..., None], None if scaled else _full_scale(img.get_data_dtype()))
 
 
-def _read_pil(path: Path) -> np.ndarray:
+def _read_pil(path: Path) -> FileImage:
     with Image.open(path) as img:
+        if img.mode == "1":
+            img = img.convert("L")
+        elif img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            img = img.convert("RGB")
         img.load()
-        arr = np.asarray(img, dtype=np.float32)
-    if arr.ndim == 3:  # colour or alpha: a scan saved as RGB -> grey
-        arr = arr[..., :3].mean(axis=-1)
-    return arr[None]
+        stored = np.asarray(img)
+        keep = [i for i, band in enumerate(img.getbands()) if band != "A"]  # alpha: not a scan
+        # Pillow reads some 16-bit PNGs as 32-bit "I"; PNG holds at most 16 bits.
+        full = 65535.0 if img.mode == "I" and img.format == "PNG" else _full_scale(stored.dtype)
+    arr = stored.astype(np.float32)
+    arr = arr[..., None] if arr.ndim == 2 else arr[..., keep]
+    return FileImage(arr[None], full, display=full is not None)
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    arr = np.load(path, allow_pickle=False).astype(np.float32)
-    if arr.ndim not in (2, 3):
-        raise DuiitError(f"holds an array of shape {arr.shape}; expected (H, W) or (slices, H, W)")
-    return arr[None] if arr.ndim == 2 else arr
+def _read_npy(path: Path) -> FileImage:
+    stored = np.load(path, allow_pickle=False)
+    if stored.ndim not in (2, 3):
+        raise DuiitError(
+            f"holds an array of shape {stored.shape}; expected (H, W) or (slices, H, W)"
+        )
+    arr = stored.astype(np.float32)[..., None]
+    return FileImage(arr[None] if arr.ndim == 3 else arr, _full_scale(stored.dtype))
 
 
-def read_slices(path: Path) -> np.ndarray:
-    """All 2-D slices of one file or DICOM folder, (S, H, W) float32 in raw units."""
+def read_image(path: Path) -> FileImage:
+    """All 2-D slices of one file or DICOM folder with their channels, as stored."""
     name = path.name.lower()
     if path.is_dir():
-        return _read_dicom_series(path)
+        return FileImage(_read_dicom_series(path))
     if name.endswith((".nii", ".nii.gz")):
         return _read_nifti(path)
     if path.suffix.lower() in PIL_SUFFIXES:
         return _read_pil(path)
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
-    return _read_dicom_dataset(path)  # .dcm, .ima, or no suffix, as DICOM often has
+    return FileImage(_read_dicom_dataset(path))  # .dcm, .ima, or no suffix, as DICOM often has
 
 
 # ---------------------------------------------------------------- intensities and size
 
 
-def normalise(arr: np.ndarray, modality: str, cfg: DataConfig) -> np.ndarray:
-    """Map raw intensities to [-1, 1]: CT by the HU window, others by robust percentiles.
+def row_config(row: pd.Series, cfg: DataConfig) -> DataConfig:
+    """The run's data settings with a manifest row's own units/display_window/channel on top.
 
-    Percentiles are taken over the whole file (volume), so differences between slices of
-    one patient are kept.
+    Raises ValueError naming the column and what it accepts.
     """
-    if modality.upper() in {m.upper() for m in cfg.hu_modalities}:
+    out = cfg.model_copy()
+    for col in INTENSITY_COLUMNS:
+        text = str(row.get(col, "") or "").strip()
+        if not text:
+            continue
+        if col == "display_window":
+            value: object = text.replace(",", "/").split("/")
+        elif col == "channel":
+            value = int(text) if text.isdigit() else text.lower()
+        else:
+            value = text.lower()
+        try:
+            setattr(out, col, value)
+        except pydantic.ValidationError as exc:
+            example = {"units": "hu, display or raw", "display_window": "level/width, e.g. 40/120"}
+            accepted = example.get(col, "a channel index (0, 1, 2) or mean")
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{col} {text!r} is not valid ({reason}); give {accepted}") from None
+    return out
+
+
+def file_units(image: FileImage, modality: str, cfg: DataConfig) -> str:
+    """Resolve `cfg.units` for one file: `auto` goes by what the file holds (see DataConfig)."""
+    if cfg.units == "auto":
+        if image.display:
+            return "display"
+        return "hu" if cfg.is_hu(modality) else "raw"
+    if cfg.units == "display" and image.full_scale is None:
+        raise DuiitError(
+            "holds floating-point or signed values, so it is not a display image; set units "
+            "to hu or raw for it (display needs 8/16-bit unsigned pixels, e.g. PNG or JPEG)"
+        )
+    return cfg.units
+
+
+def normalise(
+    arr: np.ndarray,
+    units: str,
+    cfg: DataConfig,
+    full_scale: float | None = None,
+    display_window: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Map one file's values to [-1, 1] by what they are (the one home of these conventions).
+
+    `hu`: the run's HU window. `raw`: robust percentiles over the whole file (volume), so
+    slices of one patient keep their differences and any constant factor per file (such as
+    SUV's dose/weight normalisation of PET) cancels out. `display`: already windowed for
+    viewing, so mapped linearly; with the HU window it was saved with, first back to HU and
+    then through the run's HU window, so it matches HU files of the same modality.
+    """
+    if units not in ("hu", "raw", "display") or (units == "display" and full_scale is None):
+        raise ValueError(f"cannot normalise units {units!r} (full scale {full_scale})")
+    if units == "raw":
+        lo, hi = np.percentile(arr, cfg.percentiles)
+    elif units == "display" and display_window is None:
+        lo, hi = 0.0, full_scale
+    else:
+        if units == "display":  # back to the HU it was windowed from
+            level, width = display_window
+            arr = level - width / 2 + arr / full_scale * width
         level, width = cfg.hu_window
         lo, hi = level - width / 2, level + width / 2
-    else:
-        lo, hi = np.percentile(arr, cfg.percentiles)
     if hi <= lo:
         return np.full_like(arr, -1.0)
     return np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0
+
+
+def pick_channel(pixels: np.ndarray, channel: int | str) -> np.ndarray:
+    """(S, H, W, C) -> (S, H, W): one channel of a multi-channel image, or their mean."""
+    n = pixels.shape[-1]
+    if n == 1:
+        return pixels[..., 0]
+    if channel == "mean":
+        return pixels.mean(axis=-1)
+    if not isinstance(channel, int) or channel >= n:
+        raise DuiitError(
+            f"has {n} channels (0..{n - 1}) and channel {channel} was asked for; set the "
+            f"channel column or data.channel to one of 0..{n - 1} or mean"
+        )
+    return pixels[..., channel]
 
 
 def to_square(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -165,7 +278,21 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
     if "modality" not in df.columns:
         df["modality"] = csv_path.stem.upper()
     df["modality"] = df["modality"].str.strip().replace("", csv_path.stem.upper())
+    _check_intensity_columns(df, csv_path)
     return df
+
+
+def _check_intensity_columns(df: pd.DataFrame, csv_path: Path) -> None:
+    """Refuse a bad units/display_window/channel value before any image is read."""
+    present = [c for c in INTENSITY_COLUMNS if c in df.columns]
+    if not present:
+        return
+    defaults = DataConfig()
+    for _, row in df.drop_duplicates(present).iterrows():  # the first line of each setting
+        try:
+            row_config(row, defaults)
+        except ValueError as exc:
+            raise DuiitError(f"{csv_path}, line {row['line']}: {exc}") from None
 
 
 def _parse_labels(df: pd.DataFrame, csv_path: Path, task: str) -> pd.Series:
@@ -186,10 +313,36 @@ def _parse_labels(df: pd.DataFrame, csv_path: Path, task: str) -> pd.Series:
     return values.astype(np.float32)
 
 
+def _intensities(
+    image: FileImage, row: pd.Series, cfg: DataConfig
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """One file under its row's settings: (slices as stored, normalised slices, units,
+    display window as level/width or '')."""
+    modality = row["modality"]
+    own = row_config(row, cfg)  # validated when the manifest was read
+    units = file_units(image, modality, own)
+    window = own.display_window if units == "display" and cfg.is_hu(modality) else None
+    if str(row.get("display_window", "") or "").strip():
+        if not cfg.is_hu(modality):
+            raise DuiitError(
+                f"has a display_window but its modality {modality} is not in data.hu_modalities "
+                f"({', '.join(cfg.hu_modalities)}); the window is a CT (HU) window: clear it"
+            )
+        if units != "display":
+            raise DuiitError(
+                f"has a display_window but holds {units} units, not a display image; clear "
+                "the window, or set units=display if the file is an already windowed image"
+            )
+    slices = pick_channel(image.pixels, own.channel)
+    norm = normalise(slices, units, cfg, image.full_scale, window)
+    return slices, norm, units, "" if window is None else f"{window[0]:g}/{window[1]:g}"
+
+
 def _expand_rows(
     df: pd.DataFrame, base: Path, origin: str, cfg: DataConfig, quiet: bool
-) -> Iterator[tuple[pd.Series, int, np.ndarray, tuple[int, int]]]:
-    """Yield (row, slice index, normalised slice, raw shape) for every usable slice."""
+) -> Iterator[tuple[pd.Series, int, np.ndarray, dict[str, object]]]:
+    """Yield (row, slice index, normalised slice, facts for the cohort's meta) for every
+    usable slice."""
     for _, row in track(df.iterrows(), f"reading {Path(origin).name}", len(df), quiet):
         path = (base / row["path"].strip()).resolve()
         where = f"{origin}, line {row['line']}"
@@ -198,7 +351,7 @@ def _expand_rows(
                 f"{where}: file {path} does not exist; paths are relative to the manifest's folder"
             )
         try:
-            slices = read_slices(path)
+            image = read_image(path)
         except DuiitError as exc:
             raise DuiitError(f"{where}: {path} {exc}") from None
         except Exception as exc:  # any reader failure is the file's fault: say which file
@@ -208,6 +361,10 @@ def _expand_rows(
                 "is the file complete and in a supported format "
                 "(DICOM, NIfTI, PNG/JPEG/TIFF, NPY)?"
             ) from None
+        try:
+            slices, norm, units, window = _intensities(image, row, cfg)
+        except DuiitError as exc:
+            raise DuiitError(f"{where}: {path} {exc}") from None
         chosen = range(len(slices))
         wanted = row.get("slice", "")
         if isinstance(wanted, str) and wanted.strip():
@@ -221,11 +378,11 @@ def _expand_rows(
                     f"{len(slices)} slice(s), numbered from 0"
                 )
             chosen = [k]
-        norm = normalise(slices, row["modality"], cfg)
         for k in chosen:
             if len(chosen) > 1 and np.ptp(slices[k]) == 0:
                 continue  # empty slice of a volume: nothing to learn from
-            yield row, k, norm[k], slices[k].shape
+            h, w = slices[k].shape
+            yield row, k, norm[k], {"raw_h": h, "raw_w": w, "units": units, "window": window}
 
 
 def _cohorts(
@@ -240,7 +397,7 @@ def _cohorts(
     cohorts = []
     for modality, part in df.groupby("modality", sort=True):
         images, labels, pids, meta = [], [], [], []
-        for row, k, img, raw_shape in _expand_rows(part, base, origin, cfg, quiet):
+        for row, k, img, facts in _expand_rows(part, base, origin, cfg, quiet):
             images.append(
                 to_square(torch.from_numpy(np.ascontiguousarray(img))[None], cfg.image_size)
             )
@@ -252,12 +409,12 @@ def _cohorts(
                     "slice": k,
                     "line": row["line"],
                     "manifest": origin,
-                    "raw_h": raw_shape[0],
-                    "raw_w": raw_shape[1],
+                    **facts,
                 }
             )
         if not images:
             raise DuiitError(f"{origin}: no usable (non-empty) slices for modality {modality}")
+        _warn_mixed_units(pd.DataFrame(meta), origin, str(modality))
         if classes is not None:
             lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
         else:
@@ -273,6 +430,21 @@ def _cohorts(
             )
         )
     return cohorts
+
+
+def _warn_mixed_units(meta: pd.DataFrame, origin: str, modality: str) -> None:
+    """HU files and display images of unknown window in one cohort may not share a range."""
+    hu = meta[meta["units"] == "hu"]
+    display = meta[(meta["units"] == "display") & (meta["window"] == "")]
+    if hu.empty or display.empty:
+        return
+    warnings.warn(
+        f"{origin}: the {modality} images mix files in HU (e.g. line {hu['line'].iloc[0]}) "
+        f"with display images of unknown window (e.g. line {display['line'].iloc[0]}), so "
+        "their intensity ranges may disagree. Give the HU window the display images were "
+        "saved with: a display_window column (e.g. 40/120) or data.display_window=[40,120]",
+        stacklevel=3,
+    )
 
 
 def load_manifest(
