@@ -67,3 +67,18 @@ def test_config_layers_and_messages(tmp_path: Path) -> None:
     assert load_config(overrides=["train.compile=off"]).train.compile == "off"
     with pytest.raises(DuiitError, match="section.key=value"):
         parse_overrides(["steps"])
+
+
+def test_central_slices_even_out_whole_stacks_beside_single_slices() -> None:
+    pids = np.array(["a"] * 27 + ["b"] * 2 + ["c"], dtype=object)
+    n = len(pids)
+    cohort = Cohort(
+        "CT",
+        torch.arange(n, dtype=torch.float16).view(n, 1, 1, 1).expand(n, 1, 4, 4),
+        torch.zeros(n),
+        pids,
+        pd.DataFrame({"path": [f"{p}_{i}" for i, p in enumerate(pids)]}),
+    )
+    kept = cohort.central_slices(5)
+    assert kept.images[:, 0, 0, 0].tolist() == [4, 9, 13, 18, 22, 27, 28, 29]
+    assert cohort.central_slices(0) is cohort

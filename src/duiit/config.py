@@ -46,6 +46,12 @@ class DataConfig(_Strict):
         "manifest's channel column wins",
     )
     split: tuple[float, float, float] = Field((0.77, 0.11, 0.12), description="train/val/test")
+    slices_per_patient: int = Field(
+        0,
+        ge=0,
+        description="at most this many images per patient, evenly spaced through its slices "
+        "(ends excluded); 0 keeps all. Evens out patients with whole stacks beside single slices",
+    )
     split_by: Literal["patient", "image"] = "patient"
     disjoint_patients: bool = Field(True, description="refuse a patient id in two modalities")
     task: Literal["auto", "regression", "classification"] = "auto"

@@ -12,10 +12,11 @@ it goes through exactly the path a user's data does.
 
 Two options make the phantom a test bed for the paper's claims. `ages` draws each modality's
 ages from a real age table (the paper's label shift: CT-ICH has children, the MRI and PET
-sets do not). `subtle_cue` moves most of the age information into small, low-contrast
-white-matter lesions (a few HU in CT, where unsupervised translation tends to drop them)
-and makes the gross anatomy a weaker cue (it follows a noisier biological age), so an
-experiment can tell whether a translator keeps what the task needs.
+sets do not). `subtle_cue` moves most of the age information into the faint contrast of a
+few small white-matter spots (their darkening grows with age: a few HU in CT, a detail
+unsupervised translation has no reason to keep) and makes the gross anatomy a weaker cue
+(it follows a noisier biological age), so an experiment can tell whether a translator
+keeps what the task needs.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ MRI_T1 = np.array([0.0, 0.9, 0.08, 0.18, 0.55, 0.82, 0.42])
 PET_UPTAKE = np.array([0.0, 0.1, 0.08, 0.05, 1.0, 0.32, 0.25])
 # Unmyelinated white matter at birth: darker than the adult's in CT (HU) and in T1.
 INFANT_WM = {"CT": 20.0, "MRI": 0.45}
-SUBTLE_LESION_HU = 6.0  # the subtle cue's lesions sit this far below white matter in CT
 
 
 @dataclass
@@ -74,14 +74,16 @@ class Anatomy:
     sulci_angles: np.ndarray
     lesions: np.ndarray  # (K, 3): x, y, radius in brain units
     uptake: float
-    subtle: bool = False  # lesions only SUBTLE_LESION_HU below white matter in CT
+    subtle: bool = False  # lesions are the subtle cue's spots (contrast grows with age)
 
 
-# The subtle cue: gross anatomy follows a biological age this noisy (years), while small
-# lesions appear at this rate per year after 15 (Poisson mean), this small (brain units).
+# The subtle cue: gross anatomy follows a biological age this noisy (years), while this
+# many small spots (radius in brain units) darken below white matter by so much per year
+# after 15, in CT (HU) and in T1 (signal).
 SUBTLE_BIO_SD = 15.0
-SUBTLE_LESIONS_PER_YEAR = 0.25
-SUBTLE_RADIUS = (0.02, 0.03)
+SUBTLE_SPOTS = 8
+SUBTLE_RADIUS = (0.05, 0.07)
+SUBTLE_DARKENING = {"CT": 0.2, "MRI": 0.005}
 
 
 def maturity(age: float) -> float:
@@ -97,9 +99,8 @@ def sample_anatomy(
     bio_sd = SUBTLE_BIO_SD if spec.subtle_cue else spec.bio_age_sd
     bio = age + float(rng.normal(0.0, bio_sd))
     a = float(rng.uniform(0.70, 0.82)) * (0.7 + 0.3 * maturity(age))
-    if spec.subtle_cue:  # lesion load follows the true age closely; the anatomy does not
-        n_lesions = int(rng.poisson(SUBTLE_LESIONS_PER_YEAR * max(0.0, age - 15.0)))
-        radius = SUBTLE_RADIUS
+    if spec.subtle_cue:  # the spots' contrast follows the true age; the anatomy does not
+        n_lesions, radius = SUBTLE_SPOTS, SUBTLE_RADIUS
     else:
         n_lesions = int(rng.poisson(max(0.0, (bio - 45.0) / 8.0)))
         radius = (0.025, 0.045)
@@ -170,13 +171,13 @@ def tissue_fractions(anat: Anatomy, z: float, size: int) -> np.ndarray:
 
 def tissue_values(modality: str, anat: Anatomy) -> np.ndarray:
     """Each tissue's value in one patient: white matter darkens towards birth (myelination),
-    and the subtle cue's CT lesions are barely below white matter."""
+    and the subtle cue's spots darken below white matter with age."""
     values = {"CT": CT_HU, "MRI": MRI_T1, "PET": PET_UPTAKE}[modality].copy()
     if modality in INFANT_WM:
         immature = 1.0 - maturity(anat.age)
         values[5] -= (values[5] - INFANT_WM[modality]) * immature
-    if modality == "CT" and anat.subtle:
-        values[6] = values[5] - SUBTLE_LESION_HU
+    if anat.subtle and modality in SUBTLE_DARKENING:
+        values[6] = values[5] - SUBTLE_DARKENING[modality] * max(anat.age - 15.0, 0.0)
     if modality == "PET":
         values[4] = anat.uptake
     return values

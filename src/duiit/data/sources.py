@@ -419,16 +419,15 @@ def _cohorts(
             lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
         else:
             lab = torch.tensor(np.asarray(labels, dtype=np.float32))
-        cohorts.append(
-            Cohort(
-                str(modality),
-                torch.cat(images).to(torch.float16),
-                lab,
-                np.asarray(pids, dtype=object),
-                pd.DataFrame(meta),
-                classes,
-            )
+        cohort = Cohort(
+            str(modality),
+            torch.cat(images).to(torch.float16),
+            lab,
+            np.asarray(pids, dtype=object),
+            pd.DataFrame(meta),
+            classes,
         )
+        cohorts.append(cohort.central_slices(cfg.slices_per_patient))
     return cohorts
 
 
