@@ -1,15 +1,22 @@
-"""Throughput of one joint DUIIT training step: the plain path vs the fast path, side by side.
+"""Throughput of one joint DUIIT training step: the plain path against the fast path (and
+optional variants of it), side by side in one process.
 
-    .venv/bin/python benchmarks/step.py                      # CPU-sized defaults
-    .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20   # GPU
+    .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
+    .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
+        fast+channels_last --profile fast                        # what else could be faster
+    .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20 \
+        --warmup 5                                               # GPU
 
-plain = eager, fp32, no channels_last, non-fused Adam (train.fast=false, compile off);
-fast  = the defaults (on CUDA: bf16 autocast, channels_last, fused Adam, torch.compile;
-        on CPU the fast path is the plain path by design, so the ratio should be ~1).
+Contenders (each a fresh task on the same data, seeded alike):
+  plain               eager fp32, no channels_last, non-fused Adam (train.fast=false)
+  fast                the defaults: train.precision=auto (bf16 autocast on CUDA and on CPUs
+                      with AMX-BF16 or AVX512-BF16), on CUDA channels_last, fused Adam, compile
+  fast+compile        fast with train.compile=on (torch.compile; inductor on CPU)
+  fast+channels_last  fast with channels_last tensors and weights forced on
 images/s counts target images per second (each step also translates as many source images
-both ways). FLOPs per step come from torch's FlopCounterMode on the plain path. Plain and
-fast steps alternate in rounds; the median round counts. "step mem" (CUDA) is a step's
-working memory above the resident weights and optimiser state.
+both ways). FLOPs per step come from torch's FlopCounterMode. Contenders alternate in rounds
+and the median round counts, so a busy machine slows all of them alike. "step mem" (CUDA) is
+a step's working memory above the resident weights and optimiser state.
 """
 
 from __future__ import annotations
@@ -21,20 +28,27 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from duiit.config import load_config
 from duiit.data.cohort import Cohort
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
-from duiit.training.runtime import Runtime, seed_everything
+from duiit.training.runtime import Runtime, cpu_bf16_units, seed_everything
 
 # Dense bf16 tensor-core peaks (FLOP/s) of GPUs we may be lent; used for "% of peak".
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+CONTENDERS = {
+    "plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"],
+    "fast": [],
+    "fast+compile": ["train.compile=on"],
+    "fast+channels_last": [],
+}
 
 
 def cohort(name: str, n: int, size: int) -> Cohort:
-    g = torch.Generator().manual_seed(hash(name) % 2**31)
+    g = torch.Generator().manual_seed(sum(map(ord, name)))
     images = (torch.rand(n, 1, size, size, generator=g) * 2 - 1).to(torch.float16)
     labels = torch.rand(n, generator=g) * 70 + 20
     return Cohort(
@@ -46,29 +60,23 @@ def cohort(name: str, n: int, size: int) -> Cohort:
     )
 
 
-def make_task(size: int, batch: int, fast: bool, args: argparse.Namespace) -> TranslationTask:
+def make_task(size: int, batch: int, contender: str, args: argparse.Namespace) -> TranslationTask:
     cfg = load_config(
         overrides=[
             f"data.image_size={size}",
             f"model.ngf={args.ngf}",
             f"model.predictor={args.predictor}",
             f"train.batch_size={batch}",
-            f"train.fast={str(fast).lower()}",
-            f"train.compile={'auto' if fast else 'off'}",
-            f"train.precision={'auto' if fast else 'fp32'}",
             f"train.device={args.device}",
+            *CONTENDERS[contender],
         ]
     )
     seed_everything(0)
     target, source = cohort("CT", 64, size), cohort("MRI", 64, size)
+    rt = Runtime.from_config(cfg.train)
+    rt.channels_last = rt.channels_last or contender == "fast+channels_last"
     return TranslationTask(
-        target,
-        target,
-        [source],
-        cfg,
-        Runtime.from_config(cfg.train),
-        LabelCodec.fit(target),
-        coupling="joint",
+        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
     )
 
 
@@ -90,10 +98,9 @@ def measure(task: TranslationTask, steps: int, first: int) -> float:
 def side_by_side(
     tasks: list[TranslationTask], steps: int, warmup: int, rounds: int
 ) -> tuple[list[float], list[float | None]]:
-    """Median seconds per step of each task over `rounds` alternating rounds (so a busy
-    machine slows both paths alike), and on CUDA each task's working memory: the peak
-    allocated during its steps above what was allocated before them (activations,
-    gradients, temporaries; not the weights and optimiser state both tasks keep resident)."""
+    """Median seconds per step of each task over `rounds` alternating rounds, and on CUDA
+    each task's working memory: the peak allocated during its steps above what was
+    allocated before them (not the weights and optimiser state every task keeps)."""
     for task in tasks:
         measure(task, warmup, 0)  # compile, allocator and kernel caches happen here
     cuda = tasks[0].rt.device.type == "cuda"
@@ -117,48 +124,70 @@ def flops_per_step(task: TranslationTask) -> float:
     return float(counter.get_total_flops())
 
 
+def print_profile(task: TranslationTask, rows: int = 12) -> None:
+    """Where one step's time goes, by operator: what to optimise next."""
+    task.train_step(20_000)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        task.train_step(20_001)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"  profile of one step ({task.rt.precision_note}), self time by operator:")
+    for e in events[:rows]:
+        print(f"    {e.key:40s} {100 * e.self_cpu_time_total / total:5.1f} %  ({e.count} calls)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2, help="more on GPU: compile happens here")
-    p.add_argument("--rounds", type=int, default=3, help="alternating plain/fast rounds")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--batches", type=int, nargs="+", default=[4])
+    p.add_argument("--steps", type=int, default=2, help="steps per contender per round")
+    p.add_argument("--warmup", type=int, default=1, help="more on GPU: compile happens here")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--predictor", default="resnet50")
+    p.add_argument("--predictor", default="resnet18")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--contenders", nargs="+", default=["plain", "fast"], choices=CONTENDERS)
+    p.add_argument("--profile", choices=CONTENDERS, help="also profile this contender's step")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = Runtime.create(args.device).device
-    name = (
-        torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    )
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = f"CPU x{torch.get_num_threads()} threads, native bf16: {cpu_bf16_units() or 'none'}"
     peak = next((v for k, v in PEAKS.items() if k in name), None)
+    fast_note = Runtime.create(args.device, "auto").precision_note
     print(f"device: {name}; torch {torch.__version__}; ngf {args.ngf}; predictor {args.predictor}")
-    print("command: " + " ".join([sys.executable.rsplit("/", 1)[-1], *sys.argv]))
-    head = (
-        f"{'px':>4} {'batch':>5} {'plain img/s':>12} {'fast img/s':>11} {'ratio':>6} "
-        f"{'GFLOP/step':>11} {'fast TFLOP/s':>12} {'% bf16 peak':>11} {'step mem plain':>14} "
-        f"{'step mem fast':>13}"
+    print(f"fast path precision: {fast_note}")
+    print("command: " + " ".join(["python", *sys.argv]))
+    width = max(len(c) for c in args.contenders) + 7
+    cols = "".join(f"{c + ' img/s':>{width}}" for c in args.contenders)
+    ratios = "".join(f"{c + '/plain':>{width}}" for c in args.contenders[1:])
+    print(
+        f"{'px':>4} {'batch':>5}{cols}{ratios} {'GFLOP/step':>11} {'TFLOP/s plain':>13} "
+        f"{'TFLOP/s fast':>12} {'% bf16 peak':>11} {'step mem':>9}"
     )
-    print(head)
     for size in args.sizes:
         for batch in args.batches:
-            plain_task = make_task(size, batch, False, args)
-            flops = flops_per_step(plain_task)
-            tasks = [plain_task, make_task(size, batch, True, args)]
-            (plain, fast), (mem_plain, mem_fast) = side_by_side(
-                tasks, args.steps, args.warmup, args.rounds
-            )
-            del tasks, plain_task
-            achieved = flops / fast / 1e12
-            pct = f"{100 * achieved * 1e12 / peak:.1f}" if peak else "n/a"
-            mem = lambda m: f"{m:.2f}G" if m is not None else "n/a"  # noqa: E731
+            tasks = [make_task(size, batch, c, args) for c in args.contenders]
+            flops = flops_per_step(tasks[0])
+            secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
+            speed = "".join(f"{batch / s:>{width}.2f}" for s in secs)
+            ratio = "".join(f"{secs[0] / s:>{width}.2f}" for s in secs[1:])
+            best = min(secs[1:], default=secs[0])
+            pct = f"{100 * flops / best / peak:.1f}" if peak else "n/a"
+            mem = f"{max(m for m in mems if m is not None):.2f}G" if mems[0] is not None else "n/a"
             print(
-                f"{size:>4} {batch:>5} {batch / plain:>12.2f} {batch / fast:>11.2f} "
-                f"{plain / fast:>6.2f} {flops / 1e9:>11.1f} {achieved:>12.3f} {pct:>11} "
-                f"{mem(mem_plain):>14} {mem(mem_fast):>13}",
+                f"{size:>4} {batch:>5}{speed}{ratio} {flops / 1e9:>11.1f} "
+                f"{flops / secs[0] / 1e12:>13.3f} {flops / best / 1e12:>12.3f} {pct:>11} "
+                f"{mem:>9}",
                 flush=True,
             )
+            if args.profile in args.contenders:
+                print_profile(tasks[args.contenders.index(args.profile)])
+            del tasks
 
 
 if __name__ == "__main__":
