@@ -149,10 +149,18 @@ def test_cyclegan_mode_has_no_predictor(cohorts) -> None:
     assert task.predictor is None and "pred" not in losses and set(task.optimizers()) == {"G", "D"}
 
 
-def test_learns_age_and_translates_towards_ct(phantom_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_learns_age_and_translates_towards_ct(
+    phantom_dir: Path, tmp_path: Path, precision: str
+) -> None:
     """On the phantom, the predictor beats the training mean on held-out CT patients and
-    translated MRI moves towards CT in intensity distribution."""
-    cfg = tiny_config("train.steps=300", "train.eval_every=50", "train.log_every=25")
+    translated MRI moves towards CT in intensity distribution, in fp32 and in bf16."""
+    cfg = tiny_config(
+        "train.steps=300",
+        "train.eval_every=50",
+        "train.log_every=25",
+        f"train.precision={precision}",
+    )
     result = runs.train(
         phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "run", cfg, quiet=True
     )
