@@ -16,7 +16,7 @@ from duiit.config import load_config
 from duiit.data.cohort import Cohort
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
-from duiit.training.runtime import Runtime, seed_everything
+from duiit.training.runtime import Runtime, distributed_job, seed_everything
 
 
 def cohort(name: str, seed: int) -> Cohort:
@@ -33,6 +33,11 @@ def cohort(name: str, seed: int) -> Cohort:
 
 def main(out: str, batch: int) -> None:
     torch.set_num_threads(1)
+    with distributed_job():  # leaves the process group at the end, as duiit's jobs do
+        train_and_save(out, batch)
+
+
+def train_and_save(out: str, batch: int) -> None:
     cfg = load_config(
         overrides=[
             "data.image_size=32",

@@ -175,6 +175,23 @@ def init_distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+@contextlib.contextmanager
+def distributed_job() -> Iterator[tuple[int, int]]:
+    """Join the process group (under torchrun) for one job and leave it at the end, on error
+    too. A gloo or NCCL group still alive when the interpreter exits can abort the process
+    ("terminate called without an active exception"). On success every rank first waits for
+    the others, so none tears its connections down while another still uses them."""
+    owned = not dist.is_initialized()
+    rank, world = init_distributed()
+    try:
+        yield rank, world
+        if owned:
+            barrier()
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """Rank 0, or not distributed: the one process that writes files."""
     return init_distributed()[0] == 0
