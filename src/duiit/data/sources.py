@@ -253,7 +253,16 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
     if not csv_path.is_file():
         raise DuiitError(f"manifest {csv_path} does not exist")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with warnings.catch_warnings():  # pandas only warns of rows longer than the header
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False
+            )
+    except pd.errors.ParserWarning:
+        raise DuiitError(
+            f"manifest {csv_path} has rows with more fields than its header; "
+            "quote paths or labels that contain commas"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DuiitError(
             f"manifest {csv_path} is empty; it needs a header "
