@@ -374,12 +374,17 @@ _reflow_help(app)
 _ENVIRONMENT = {*NO_SPACE, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def _print_line(label: str, message: object) -> None:
+    """One line on stderr, whatever line breaks the message carried (parsers' messages do)."""
+    err_console.print(f"{label} {escape(' '.join(str(message).split()))}", soft_wrap=True)
+
+
 def _one_line_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
+    _print_line("[yellow]warning:[/yellow]", message)
 
 
 def _error(message: str) -> SystemExit:
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+    _print_line("[bold red]error:[/bold red]", message)
     return SystemExit(2)
 
 
@@ -395,5 +400,4 @@ def main() -> None:
         except OSError as exc:
             if exc.errno not in _ENVIRONMENT:
                 raise
-            where = f" while writing {exc.filename}" if exc.filename else ""
-            raise _error(f"{exc.strerror}{where}") from None
+            raise _error(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None

@@ -122,8 +122,9 @@ def execute(
                 write_json(inputs, run_dir / "run.json")
             elif result_path.exists():  # finished by another process meanwhile
                 return read_json(result_path)
-            save_config(cfg, run_dir / "config.yaml")
-            write_json(environment(rt), run_dir / "env.json")
+            if not (run_dir / "config.yaml").exists():  # a resumed run keeps its record
+                save_config(cfg, run_dir / "config.yaml")
+                write_json(environment(rt), run_dir / "env.json")
             if not quiet:
                 Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))

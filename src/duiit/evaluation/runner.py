@@ -91,8 +91,7 @@ def load_experiment(
     except FileNotFoundError:
         raise DuiitError(f"experiment file {path} does not exist") from None
     except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())
-        raise DuiitError(f"experiment file {path} is not valid YAML: {reason}") from None
+        raise DuiitError(f"experiment file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise DuiitError(f"experiment file {path} must hold a mapping (key: value)")
     raw = deep_merge(raw, parse_overrides(overrides or []))

@@ -117,18 +117,20 @@ def load_checkpoint(
         with warnings.catch_warnings():  # torch's notes on pickle protocols: noise here
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        reason = (
-            "it holds Python objects other than tensors and plain values"
-            + (f" ({found.group(1)})" if found else "")
-            + ", which duiit never loads because that could run code"
-        )
     except Exception as exc:
-        detail = " ".join(str(exc).split(". ")[0].split())
-        reason = "it is damaged or not a duiit checkpoint " + (
-            f"({type(exc).__name__}: {detail})" if detail else f"({type(exc).__name__})"
-        )
+        text = str(exc)
+        code = re.search(r"GLOBAL (\S+)", text)  # what the weights-only unpickler refused
+        if code:
+            reason = (
+                f"it holds Python objects other than tensors and plain values ({code.group(1)}), "
+                "which duiit never loads because that could run code"
+            )
+        else:  # torch's own text for a pickle error is advice about weights_only: left out
+            detail = "" if isinstance(exc, pickle.UnpicklingError) else text.split(". ")[0]
+            detail = " ".join(detail.split())
+            reason = "it is damaged or not a duiit checkpoint " + (
+                f"({type(exc).__name__}: {detail})" if detail else f"({type(exc).__name__})"
+            )
     raise DuiitError(f"{path} cannot be read: {reason}; {remedy}")
 
 
