@@ -293,10 +293,12 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
 
 
 def _drop_repeated_rows(df: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
-    """A row listing the same image (file and slice) as an earlier one would count that image
-    twice: it is dropped with a warning, or refused when it says something else about it."""
-    slice_col = df["slice"].str.strip() if "slice" in df.columns else ""
-    key = df["path"].str.strip().map(os.path.normpath) + "|" + slice_col + "|" + df["modality"]
+    """A row listing the same image as an earlier one (same file, slice, modality and reading:
+    units, window, channel) would count that image twice: it is dropped with a warning, or
+    refused when it says something else about it."""
+    key = df["path"].str.strip().map(os.path.normpath)
+    for col in [c for c in OPTIONAL_COLUMNS if c in df.columns]:
+        key = key + "|" + df[col].str.strip()
     label = df["label"].str.strip()
     number = pd.to_numeric(label, errors="coerce")  # 63.5 and 63.50 are one label
     same = number.astype(str).where(number.notna(), label) + "|" + df["patient_id"].str.strip()
