@@ -109,6 +109,20 @@ def test_failed_start_leaves_nothing_and_the_corrected_retry_runs(
     assert (tmp_path / "run" / "result.json").exists() and not temp_files(tmp_path)
 
 
+def test_a_start_killed_while_holding_the_lock_does_not_block_a_new_run(
+    data: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text('{"pid": 1, "host": "x", "command": "duiit train", "since": 0}')
+    res = cli(
+        "train", "-q", "--target", data / "ct.csv", "--out", run,
+        "--method", "target_only", *TINY, "train.steps=2",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    assert (run / "result.json").exists() and not (run / LOCK_NAME).exists()
+
+
 def test_train_refuses_an_existing_run_folder(trained: Path, data: Path) -> None:
     before = snapshot(trained)
     res = cli("train", "-q", "--target", data / "ct.csv", "--out", trained)

@@ -135,7 +135,7 @@ def staged_dir(out: Path, force: bool = False) -> Iterator[Path]:
 def _holder(fd: int) -> str:
     """Who holds a lock, from what the holder wrote into the lock file."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        info = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["since"]))
         return f"pid {info['pid']} on {info['host']} (`{info['command']}`, since {since})"
     except (ValueError, KeyError, TypeError):  # the holder has not written it yet

@@ -118,7 +118,7 @@ def execute(
     with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
         if rt.is_main:
             if inputs is not None:
-                refuse_existing_run(run_dir, ignore={LOCK_NAME})
+                refuse_existing_run(run_dir)
                 write_json(inputs, run_dir / "run.json")
             elif result_path.exists():  # finished by another process meanwhile
                 return read_json(result_path)
@@ -167,9 +167,10 @@ def execute(
     return result
 
 
-def refuse_existing_run(out: Path, ignore: set[str] | None = None) -> None:
-    """A new run needs a new (or empty) folder; an interrupted one is continued with --resume."""
-    if out.exists() and any(p.name not in (ignore or set()) for p in out.iterdir()):
+def refuse_existing_run(out: Path) -> None:
+    """A new run needs a new (or empty) folder; an interrupted one is continued with --resume.
+    A lock file alone (its process killed before writing anything) counts as empty."""
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise DuiitError(
             f"run folder {out} already exists; continue it with --resume {out} "
             "or choose another --out"
