@@ -6,7 +6,9 @@ torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
 
 from __future__ import annotations
 
+import glob
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,6 +37,14 @@ def main(out: str, batch: int) -> None:
     torch.set_num_threads(1)
     with distributed_job():  # leaves the process group at the end, as duiit's jobs do
         train_and_save(out, batch)
+    left = [name for name in native_threads() if "gloo" in name]
+    if left:  # they would run into interpreter shutdown, where they can abort the process
+        sys.exit(f"gloo threads outlived the process group: {left}")
+
+
+def native_threads() -> list[str]:
+    """Names of this process's OS threads (Linux; none elsewhere)."""
+    return [Path(task, "comm").read_text().strip() for task in glob.glob("/proc/self/task/*")]
 
 
 def train_and_save(out: str, batch: int) -> None:

@@ -171,6 +171,11 @@ def init_distributed() -> tuple[int, int]:
     NCCL when GPUs are visible, gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
+        # torch._dynamo, which the first optimiser imports, keeps a process group that exists
+        # when it is imported alive past destroy_process_group; its gloo threads then run into
+        # interpreter shutdown and can abort the process there. Imported first, it keeps none.
+        import torch._dynamo  # noqa: F401
+
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
