@@ -6,7 +6,9 @@ torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
 
 from __future__ import annotations
 
+import glob
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from duiit.config import load_config
 from duiit.data.cohort import Cohort
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
-from duiit.training.runtime import Runtime, seed_everything
+from duiit.training.runtime import Runtime, distributed_job, seed_everything
 
 
 def cohort(name: str, seed: int) -> Cohort:
@@ -33,6 +35,19 @@ def cohort(name: str, seed: int) -> Cohort:
 
 def main(out: str, batch: int) -> None:
     torch.set_num_threads(1)
+    with distributed_job():  # leaves the process group at the end, as duiit's jobs do
+        train_and_save(out, batch)
+    left = [name for name in native_threads() if "gloo" in name]
+    if left:  # they would run into interpreter shutdown, where they can abort the process
+        sys.exit(f"gloo threads outlived the process group: {left}")
+
+
+def native_threads() -> list[str]:
+    """Names of this process's OS threads (Linux; none elsewhere)."""
+    return [Path(task, "comm").read_text().strip() for task in glob.glob("/proc/self/task/*")]
+
+
+def train_and_save(out: str, batch: int) -> None:
     cfg = load_config(
         overrides=[
             "data.image_size=32",

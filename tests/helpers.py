@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,8 @@ from pydicom.uid import (
     PositronEmissionTomographyImageStorage,
     generate_uid,
 )
+
+from duiit.cli import main
 
 
 def write_dicom(
@@ -62,6 +68,18 @@ def write_manifest(path: Path, rows: list[str], header: str = "path,label,patien
     return path
 
 
+def make_cohort(root: Path) -> None:
+    """A valid tiny cohort that loads in milliseconds: 6 CT and 4 MRI patients, one 32 px
+    NPY image each, manifests ct.csv and mri.csv."""
+    rng = np.random.default_rng(0)
+    for modality, n in (("ct", 6), ("mri", 4)):
+        rows = []
+        for i in range(n):
+            np.save(root / f"{modality}{i}.npy", rng.random((32, 32), dtype=np.float32) * 100)
+            rows.append(f"{modality}{i}.npy,{20 + i},{modality}-p{i}")
+        write_manifest(root / f"{modality}.csv", rows)
+
+
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.
 TINY = [
     "data.image_size=32",
@@ -71,3 +89,53 @@ TINY = [
     "model.predictor=resnet10",
     "model.width=0.5",
 ]
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str | Path) -> CliResult:
+    """`duiit ARGS` in this process (a subprocess costs seconds of imports): exit status,
+    stdout, stderr. An exception escaping `main` is what a user would see as a traceback, so
+    it is left to fail the test."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["duiit", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(res: CliResult, *fragments: str) -> str:
+    """Exit status 2 and exactly one line on stderr, the error, holding every fragment."""
+    lines = res.err.strip().splitlines()
+    assert res.code == 2, (res.code, res.err, res.out[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `root` with its size and modification time: equal
+    snapshots before and after a command mean it wrote nothing there."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        if p.is_file()
+        else (-1, 0)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def temp_files(root: Path) -> list[Path]:
+    """Temporary files of duiit's writers (`.NAME.PID-RANDOM.tmp.SUFFIX`) left under `root`."""
+    return [p for p in root.rglob("*") if ".tmp" in p.name]

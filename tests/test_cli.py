@@ -34,9 +34,19 @@ def test_synth_then_inspect_then_refuse_existing(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert (out / "ct.csv").is_file() and not (out / "pet.csv").exists()
-    res = duiit("data", "inspect", str(out / "ct.csv"), str(out / "mri.csv"), "--size", "32")
+    sheet = tmp_path / "sheet.png"
+    res = duiit(
+        "data",
+        "inspect",
+        str(out / "ct.csv"),
+        str(out / "mri.csv"),
+        "--size",
+        "32",
+        "--out",
+        str(sheet),
+    )
     assert res.returncode == 0, res.stderr
-    assert "CT" in res.stdout and "MRI" in res.stdout and (out / "ct_contact.png").stat().st_size
+    assert "CT" in res.stdout and "MRI" in res.stdout and sheet.stat().st_size
     res = duiit("data", "synth", "--out", str(out))
     assert res.returncode == 2
     assert "already exists" in res.stderr and "Traceback" not in res.stderr

@@ -68,7 +68,8 @@ def test_display_and_hu_files_of_one_cohort_agree_given_the_window(tmp_path: Pat
 def test_mixing_hu_and_display_without_window_warns_once(tmp_path: Path) -> None:
     write_dicom(tmp_path / "a.dcm", np.full((8, 8), 1024 + 20, dtype=np.uint16))
     _png(tmp_path / "b.png", 85)
-    rows = ["a.dcm,1,p1", "b.png,2,p2", "b.png,3,p3"]
+    _png(tmp_path / "c.png", 85)  # two display files (one file twice is refused as a repeat)
+    rows = ["a.dcm,1,p1", "b.png,2,p2", "c.png,3,p3"]
     with pytest.warns(UserWarning, match=r"ct.csv: the CT images mix files in HU \(e.g. line 2\)"):
         _centre(tmp_path, rows, "path,label,patient_id")
     with warnings.catch_warnings(record=True) as caught:

@@ -121,7 +121,7 @@ def _npy(tmp_path: Path, name: str = "ok.npy") -> None:
             r"line 2: file .*missing.npy does not exist",
         ),
         (
-            ["ok.npy,1,p1", "ok.npy,abc,p2"],
+            ["ok.npy,1,p1", "two.npy,abc,p2"],
             "path,label,patient_id",
             r"line 3: label 'abc' is not a finite number; set data.task=classification",
         ),
@@ -136,6 +136,7 @@ def test_manifest_errors_name_file_line_and_fix(
     tmp_path: Path, rows: list[str], header: str, match: str
 ) -> None:
     _npy(tmp_path)
+    _npy(tmp_path, "two.npy")
     write_manifest(tmp_path / "ct.csv", rows, header)
     with pytest.raises(DuiitError, match=match) as err:
         load_manifest(tmp_path / "ct.csv", CFG)
@@ -171,7 +172,8 @@ def test_dicom_without_pixel_data(tmp_path: Path) -> None:
 
 def test_patient_shared_across_modalities_declared_disjoint(tmp_path: Path) -> None:
     _npy(tmp_path)
-    write_manifest(tmp_path / "ct.csv", ["ok.npy,1,p1", "ok.npy,2,p2"])
+    _npy(tmp_path, "two.npy")
+    write_manifest(tmp_path / "ct.csv", ["ok.npy,1,p1", "two.npy,2,p2"])
     write_manifest(tmp_path / "mri.csv", ["ok.npy,3,p2"])
     with pytest.raises(
         DuiitError,

@@ -1,9 +1,18 @@
 """The `duiit` command. Thin: parse, call the library, print. Every command is a function
-in the library too (see each command's body for which)."""
+in the library too (see each command's body for which).
+
+Help texts are the commands' docstrings, reflowed (`_reflow_help`) so that hard line breaks
+of the source never reach the terminal: rich wraps the prose to the terminal's width.
+"""
 
 from __future__ import annotations
 
+import errno
+import inspect
+import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,9 +20,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from duiit.errors import DuiitError
+from duiit.files import NO_SPACE
 
 app = typer.Typer(
-    help=__doc__.split("\n")[0] if __doc__ else None,
+    help="Cross-modal data augmentation of medical images: make or check a cohort, train a "
+    "translator with a predictor, translate, augment, predict, and compare methods.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -82,21 +93,28 @@ def data_inspect(
     manifests: list[Path] = typer.Argument(..., help="Manifest CSV(s): path,label,patient_id."),
     size: int = typer.Option(64, help="Image size to load at."),
     task: str = typer.Option("auto", help="auto, regression or classification."),
-    sheet: Path | None = typer.Option(
-        None, help="Contact-sheet PNG [default: beside the first manifest, <name>_contact.png]."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Contact-sheet PNG to write [default: <first manifest's name>_contact.png in the "
+        "current folder].",
     ),
+    force: bool = typer.Option(False, "--force", help="Replace the contact sheet if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Print counts, patients, label statistics and sizes; save a contact sheet of random
-    slices per modality (library: duiit.data.inspect)."""
+    slices per modality (library: duiit.data.inspect). Nothing is written beside the data,
+    so read-only data can be inspected."""
     from duiit.config import validate
     from duiit.data.inspect import contact_sheet, summarise
     from duiit.data.sources import load_manifest
+    from duiit.files import new_output
 
     cfg = validate({"data": {"image_size": size, "task": task}}, "options").data
+    path = out or Path(f"{manifests[0].stem}_contact.png")
+    new_output(path, force)
     cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet=quiet)]
     print_frame(summarise(cohorts), "cohorts")
-    path = sheet or manifests[0].with_name(f"{manifests[0].stem}_contact.png")
     console.print(f"contact sheet -> {contact_sheet(cohorts, path)}")
 
 
@@ -248,12 +266,13 @@ def predict_cmd(
     run: Path = typer.Argument(..., help="A finished run folder."),
     input: list[Path] = typer.Option(..., help="A manifest CSV, or image files (repeatable)."),
     out: Path = typer.Option(..., help="CSV to write: path, slice, patient_id, prediction."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Predict labels of target-modality images with a trained run (library: duiit.runs.predict)."""
     from duiit.runs import predict
 
-    df = predict(run, input, out, quiet)
+    df = predict(run, input, out, quiet, force)
     console.print(f"{len(df)} predictions -> {out}")
 
 
@@ -332,10 +351,53 @@ def demo_cmd(
     console.print(f"report -> {written['report.html']}")
 
 
+def _reflow(text: str) -> str:
+    """Join the hard-wrapped lines of each paragraph: the terminal wraps, not the source."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Every command's help, from its docstring or `help=`, reflowed (recursively)."""
+    for cmd in typer_app.registered_commands:
+        text = cmd.help or (cmd.callback.__doc__ if cmd.callback else None)
+        if text:
+            cmd.help = _reflow(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
+
+# Errors of the environment that a user fixes there (space, permissions), named with the file.
+_ENVIRONMENT = {*NO_SPACE, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _print_line(label: str, message: object) -> None:
+    """One line on stderr, whatever line breaks the message carried (parsers' messages do)."""
+    err_console.print(f"{label} {escape(' '.join(str(message).split()))}", soft_wrap=True)
+
+
+def _one_line_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+    _print_line("[yellow]warning:[/yellow]", message)
+
+
+def _error(message: str) -> SystemExit:
+    _print_line("[bold red]error:[/bold red]", message)
+    return SystemExit(2)
+
+
 def main() -> None:
-    """Entry point: user errors become one clear message and exit status 2."""
-    try:
-        app()
-    except DuiitError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
-        raise SystemExit(2) from None
+    """Entry point: user errors become one clear line and exit status 2; warnings are one
+    line each, without the source line Python would print."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            app()
+        except DuiitError as exc:
+            raise _error(str(exc)) from None
+        except OSError as exc:
+            if exc.errno not in _ENVIRONMENT:
+                raise
+            raise _error(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)) from None

@@ -7,12 +7,13 @@ with a message naming the bad key and the allowed keys or values.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from duiit.errors import DuiitError
+from duiit.files import write_text
 
 
 class _Strict(BaseModel):
@@ -73,6 +74,18 @@ class DataConfig(_Strict):
     def is_hu(self, modality: str) -> bool:
         """Whether a modality's physical units are CT numbers (windowed in HU)."""
         return modality.upper() in {m.upper() for m in self.hu_modalities}
+
+    @field_validator("image_size")
+    @classmethod
+    def _fits_the_generator(cls, v: int) -> int:
+        """Checked here because the generator would fail only at the first training step."""
+        if v % 4:
+            lower = v - v % 4
+            raise ValueError(
+                f"{v} is not a multiple of 4, which the generator needs (it halves the "
+                f"image twice and doubles it back); use {lower} or {lower + 4}"
+            )
+        return v
 
 
 class ModelConfig(_Strict):
@@ -155,11 +168,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -203,12 +216,15 @@ def qualify(item: str, origin: str) -> str:
 
 def with_overrides(cfg: Config, overrides: list[str], origin: str) -> Config:
     """A copy of `cfg` with dotted overrides applied, validated like any configuration."""
-    raw = _deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
+    raw = deep_merge(cfg.model_dump(mode="json"), parse_overrides(overrides))
     return validate(raw, origin)
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = Config
+M = TypeVar("M", bound=BaseModel)
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         if field is None or not isinstance(field.annotation, type):
@@ -217,19 +233,27 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
-def validate(raw: dict[str, Any], origin: str = "configuration") -> Config:
-    """Validate a nested dict, naming each bad key and what it accepts."""
+def validate_as(model: type[M], raw: dict[str, Any], origin: str) -> M:
+    """Validate a nested dict as `model`, naming each bad key and what it accepts, in one
+    line (the CLI shows errors as one line)."""
     try:
-        return Config.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                msg = f"unknown key; allowed here: {', '.join(_allowed_keys(err['loc']))}"
-            lines.append(f"  {key}: {msg}")
-        raise DuiitError(f"invalid {origin}:\n" + "\n".join(lines)) from None
+                msg = f"unknown key; allowed here: {', '.join(_allowed_keys(model, err['loc']))}"
+            elif err["type"] == "value_error":
+                msg = str(err["ctx"]["error"])
+            problems.append(f"{key}: {msg}")
+        raise DuiitError(f"invalid {origin}: " + "; ".join(problems)) from None
+
+
+def validate(raw: dict[str, Any], origin: str = "configuration") -> Config:
+    """Validate a run configuration."""
+    return validate_as(Config, raw, origin)
 
 
 def load_config(
@@ -240,7 +264,7 @@ def load_config(
     if preset is not None:
         if preset not in PRESETS:
             raise DuiitError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-        raw = _deep_merge(raw, PRESETS[preset])
+        raw = deep_merge(raw, PRESETS[preset])
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -250,11 +274,23 @@ def load_config(
             raise DuiitError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise DuiitError(f"config file {path} must hold a mapping (section: {{key: value}})")
-        raw = _deep_merge(raw, loaded)
-    raw = _deep_merge(raw, parse_overrides(overrides or []))
+        raw = deep_merge(raw, loaded)
+    raw = deep_merge(raw, parse_overrides(overrides or []))
     return validate(raw, "configuration" if path is None else f"configuration in {path}")
 
 
 def save_config(config: Config, path: Path) -> None:
     """Write the resolved configuration, so a run folder says exactly how it was made."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), path)
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings, with both values
+    (`train.steps: 6 -> 5`); a key present on one side only counts as changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            change
+            for key in sorted(set(old) | set(new), key=str)
+            for change in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old} -> {new}"]

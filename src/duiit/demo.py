@@ -8,6 +8,7 @@ import yaml
 
 from duiit.data.phantom import PhantomSpec, synthesise
 from duiit.errors import DuiitError
+from duiit.files import write_text
 
 # All four settings, ours, CycleGAN, target only and two more baselines, 3 splits; sizes
 # chosen so the whole demo takes minutes on 2 CPU cores (see README for measured time).
@@ -35,5 +36,5 @@ def prepare_demo(out: Path, force: bool = False, quiet: bool = False) -> Path:
     out.mkdir(parents=True)
     synthesise(out / "cohort", PhantomSpec(size=32, slices=4), quiet=quiet)
     path = out / "demo-experiment.yaml"
-    path.write_text(yaml.safe_dump(DEMO_EXPERIMENT, sort_keys=False))
+    write_text(yaml.safe_dump(DEMO_EXPERIMENT, sort_keys=False), path)
     return path

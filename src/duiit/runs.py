@@ -8,8 +8,7 @@ run finished). Nothing writes elsewhere.
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import platform
 import shutil
 import subprocess
@@ -29,15 +28,22 @@ from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
 from duiit.data.sources import INTENSITY_COLUMNS, load_files, read_manifest
 from duiit.errors import DuiitError
 from duiit.evaluation.metrics import prediction_metrics
-from duiit.files import staged_dir, write_json
+from duiit.files import (
+    LOCK_NAME,
+    folder_lock,
+    new_output,
+    read_json,
+    staged_dir,
+    write_csv,
+    write_json,
+)
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import method_config, translate
 from duiit.training.runtime import (
     Runtime,
     barrier,
     cpu_bf16_units,
-    init_distributed,
-    is_main_process,
+    distributed_job,
     seed_everything,
 )
 
@@ -74,6 +80,16 @@ def environment(rt: Runtime) -> dict[str, Any]:
     }
 
 
+def check_method_fits(method: str, cfg: Config) -> None:
+    """Refuse an image size a method's networks cannot take, before any folder is made: the
+    70x70 PatchGAN discriminator of the translating methods needs at least 24 px."""
+    if get_method(method).translates and cfg.data.image_size < 24:
+        raise DuiitError(
+            f"data.image_size={cfg.data.image_size} is below 24 px, the smallest image the "
+            f"PatchGAN discriminator of {method} can score; use 24 or more"
+        )
+
+
 def execute(
     run_dir: Path,
     method: str,
@@ -82,59 +98,98 @@ def execute(
     sources: list[Cohort],
     split_seed: int,
     quiet: bool = False,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit `method` on one patient-level split of `target` (+ sources) and score it on the
-    split's test part. Resumes an interrupted run in `run_dir`; a finished one is returned."""
+    split's test part. Resumes an interrupted run in `run_dir`; a finished one is returned.
+
+    `inputs` (what `train` was given, kept as run.json for --resume) marks a new run, whose
+    folder must not hold one already. The split and the device are settled before the
+    folder is created, and the folder is locked while the run writes to it.
+    """
     result_path = run_dir / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    if result_path.exists() and inputs is None:
+        return read_json(result_path)
     cls = get_method(method)
     cfg = method_config(method, cfg)
     rt = Runtime.from_config(cfg.train)
-    if rt.is_main and not quiet:
-        Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
-    if rt.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        write_json(environment(rt), run_dir / "env.json")
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
-    train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
-    seed_everything(cfg.train.seed)
-    used = sources if cls.uses_sources else []
-    start = time.perf_counter()
-    fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
-    seconds = time.perf_counter() - start
-    pred = fitted.predict(test.images, rt)
-    true = test.labels.numpy()
-    result = {
-        "method": method,
-        "target": target.modality,
-        "sources": [c.modality for c in used],
-        "split_seed": split_seed,
-        "metrics": prediction_metrics(pred, true, target.classes),
-        "n": {
-            "train": len(train),
-            "val": len(val),
-            "test": len(test),
-            **{c.modality: len(c) for c in used},
-        },
-        "test_patients": sorted(map(str, np.unique(test.patient_ids))),
-        "fit_seconds": seconds,
-    }
-    if rt.is_main:  # result.json last: its presence means the run finished
-        fitted.save(run_dir / "model.pt")
-        pd.DataFrame(
-            {
-                "path": test.meta["path"],
-                "slice": test.meta["slice"],
-                "patient_id": test.patient_ids,
-                "label": true,
-                "prediction": pred,
-            }
-        ).to_csv(run_dir / "test_predictions.csv", index=False)
-        write_json(result, result_path)
-    barrier()
+    check_method_fits(method, cfg)
+    with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
+        if rt.is_main:
+            if inputs is not None:
+                refuse_existing_run(run_dir)
+                write_json(inputs, run_dir / "run.json")
+            elif result_path.exists():  # finished by another process meanwhile
+                return read_json(result_path)
+            if not (run_dir / "config.yaml").exists():  # a resumed run keeps its record
+                save_config(cfg, run_dir / "config.yaml")
+                write_json(environment(rt), run_dir / "env.json")
+            if not quiet:
+                Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
+        train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
+        seed_everything(cfg.train.seed)
+        used = sources if cls.uses_sources else []
+        start = time.perf_counter()
+        fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
+        seconds = time.perf_counter() - start
+        pred = fitted.predict(test.images, rt)
+        true = test.labels.numpy()
+        result = {
+            "method": method,
+            "target": target.modality,
+            "sources": [c.modality for c in used],
+            "split_seed": split_seed,
+            "metrics": prediction_metrics(pred, true, target.classes),
+            "n": {
+                "train": len(train),
+                "val": len(val),
+                "test": len(test),
+                **{c.modality: len(c) for c in used},
+            },
+            "test_patients": sorted(map(str, np.unique(test.patient_ids))),
+            "fit_seconds": seconds,
+        }
+        if rt.is_main:  # result.json last: its presence means the run finished
+            fitted.save(run_dir / "model.pt")
+            predictions = pd.DataFrame(
+                {
+                    "path": test.meta["path"],
+                    "slice": test.meta["slice"],
+                    "patient_id": test.patient_ids,
+                    "label": true,
+                    "prediction": pred,
+                }
+            )
+            write_csv(predictions, run_dir / "test_predictions.csv")
+            write_json(result, result_path)
+        barrier()
     return result
+
+
+def refuse_existing_run(out: Path) -> None:
+    """A new run needs a new (or empty) folder; an interrupted one is continued with --resume.
+    A lock file alone (its process killed before writing anything) counts as empty."""
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise DuiitError(
+            f"run folder {out} already exists; continue it with --resume {out} "
+            "or choose another --out"
+        )
+
+
+def _resume_inputs(out: Path) -> tuple[Path, list[Path], str, Config]:
+    """What an interrupted run was started with; refused when there is nothing to resume."""
+    if not (out / "run.json").exists():
+        raise DuiitError(f"{out} is not a run folder (no run.json); nothing to resume")
+    started = (out / "result.json").exists() or any((out / "checkpoints").glob("*.pt"))
+    if not (out / "config.yaml").exists() or not started:
+        raise DuiitError(
+            f"{out} holds no checkpoint: the run stopped before its first one, so there is "
+            f"nothing to resume; delete {out} and start the run again with --out"
+        )
+    info = read_json(out / "run.json")
+    cfg = load_config(out / "config.yaml")
+    return Path(info["target"]), [Path(p) for p in info["sources"]], info["method"], cfg
 
 
 def train(
@@ -148,45 +203,30 @@ def train(
 ) -> dict[str, Any]:
     """`duiit train`: load the manifests, fit one method, evaluate on the held-out patients.
 
-    With `resume=True`, `out` is an interrupted run: its saved inputs and configuration are
-    used and training continues from the last checkpoint with identical results.
+    Every input is checked (manifests and images loaded) before the run folder is created,
+    so a failed start leaves nothing behind. With `resume=True`, `out` is an interrupted
+    run: its saved inputs and configuration are used and training continues from the last
+    checkpoint with identical results.
     """
-    if resume:
-        info_path = out / "run.json"
-        if not info_path.exists():
-            raise DuiitError(f"{out} is not a run folder (no run.json); nothing to resume")
-        info = json.loads(info_path.read_text())
-        target, sources, method = (
-            Path(info["target"]),
-            [Path(p) for p in info["sources"]],
-            info["method"],
-        )
-        cfg = load_config(out / "config.yaml")
-    else:
-        if target is None:
-            raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
-        init_distributed()  # under torchrun every rank checks before rank 0 writes
-        if out.exists() and any(out.iterdir()):
-            raise DuiitError(
-                f"run folder {out} already exists; continue it with --resume {out} "
-                "or choose another --out"
-            )
-        cfg = cfg or Config()
-        get_method(method)  # fail on a typo before loading anything
-        barrier()
-        if is_main_process():
-            out.mkdir(parents=True, exist_ok=True)
-            write_json(
-                {
-                    "target": str(Path(target).resolve()),
-                    "sources": [str(Path(p).resolve()) for p in sources],
-                    "method": method,
-                },
-                out / "run.json",
-            )
-    assert cfg is not None and target is not None
-    tgt, src = load_cohorts(target, sources, cfg.data, quiet=quiet)
-    return execute(out, method, cfg, tgt, src, split_seed=cfg.train.seed, quiet=quiet)
+    out = Path(out)
+    with distributed_job():
+        if resume:
+            target, sources, method, cfg = _resume_inputs(out)
+            inputs = None
+        else:
+            if target is None:
+                raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
+            get_method(method)  # fail on a typo before loading anything
+            refuse_existing_run(out)  # on every rank, before rank 0 creates it
+            barrier()
+            cfg = cfg or Config()
+            inputs = {
+                "target": str(Path(target).resolve()),
+                "sources": [str(Path(p).resolve()) for p in sources],
+                "method": method,
+            }
+        tgt, src = load_cohorts(target, sources, cfg.data, quiet=quiet)
+        return execute(out, method, cfg, tgt, src, cfg.train.seed, quiet, inputs)
 
 
 def _run_parts(run_dir: Path) -> tuple[FittedModel, Config, Runtime]:
@@ -252,10 +292,10 @@ def _translated_rows(
 
 
 def _target_modality(run_dir: Path) -> str:
-    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    info = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
     result = run_dir / "result.json"
     if result.exists():
-        return json.loads(result.read_text())["target"]
+        return read_json(result)["target"]
     if info:
         return str(read_manifest(Path(info["target"]))["modality"].iloc[0])
     raise DuiitError(f"{run_dir} does not say which modality is the target (no result.json)")
@@ -318,8 +358,12 @@ def augment(
     return out / "manifest.csv"
 
 
-def predict(run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = False) -> pd.DataFrame:
-    """`duiit predict`: a manifest (labels kept beside the predictions) or image files -> CSV."""
+def predict(
+    run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = False, force: bool = False
+) -> pd.DataFrame:
+    """`duiit predict`: a manifest (labels kept beside the predictions) or image files -> CSV.
+    An existing `out_csv` is refused unless `force`, like every output."""
+    new_output(out_csv, force)
     fitted, cfg, rt = _run_parts(run_dir)
     is_manifest = len(inputs) == 1 and inputs[0].suffix.lower() == ".csv"
     if is_manifest:
@@ -339,8 +383,5 @@ def predict(run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = Fals
         )
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp_csv = out_csv.with_name(f".{out_csv.name}.tmp")
-    df.to_csv(tmp_csv, index=False)
-    os.replace(tmp_csv, out_csv)
+    write_csv(df, out_csv)
     return df

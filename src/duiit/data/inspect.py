@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from duiit.data.cohort import Cohort  # noqa: E402
+from duiit.files import atomic_path  # noqa: E402
 
 
 def summarise(cohorts: list[Cohort]) -> pd.DataFrame:
@@ -65,10 +66,9 @@ def contact_sheet(cohorts: list[Cohort], path: Path, per_row: int = 8, seed: int
             text = c.classes[int(lab)] if c.classes else f"{lab:.1f}"
             ax.set_title(f"{c.modality} {text}", fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(path)

@@ -9,6 +9,7 @@ dropped), PNG/JPEG/TIFF, or NPY.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pydicom.pixels import apply_modality_lut
 
 from duiit.config import DataConfig
 from duiit.data.cohort import Cohort
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.progress import track
 
 REQUIRED_COLUMNS = ("path", "label", "patient_id")
@@ -252,7 +253,16 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
     if not csv_path.is_file():
         raise DuiitError(f"manifest {csv_path} does not exist")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with warnings.catch_warnings():  # pandas only warns of rows longer than the header
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False
+            )
+    except pd.errors.ParserWarning:
+        raise DuiitError(
+            f"manifest {csv_path} has rows with more fields than its header; "
+            "quote paths or labels that contain commas"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DuiitError(
             f"manifest {csv_path} is empty; it needs a header "
@@ -279,7 +289,56 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
         df["modality"] = csv_path.stem.upper()
     df["modality"] = df["modality"].str.strip().replace("", csv_path.stem.upper())
     _check_intensity_columns(df, csv_path)
-    return df
+    return _drop_repeated_rows(df, csv_path)
+
+
+def _drop_repeated_rows(df: pd.DataFrame, csv_path: Path) -> pd.DataFrame:
+    """A row listing the same image as an earlier one (same file, slice, modality and reading:
+    units, window, channel) would count that image twice: it is dropped with a warning, or
+    refused when it says something else about it."""
+    key = df["path"].str.strip().map(os.path.normpath)
+    for col in [c for c in OPTIONAL_COLUMNS if c in df.columns]:
+        key = key + "|" + df[col].str.strip()
+    label = df["label"].str.strip()
+    number = pd.to_numeric(label, errors="coerce")  # 63.5 and 63.50 are one label
+    same = number.astype(str).where(number.notna(), label) + "|" + df["patient_id"].str.strip()
+    repeated = key.duplicated()
+    for i in np.flatnonzero(repeated):
+        first = int(np.flatnonzero(key == key.iloc[i])[0])
+        a, b = df.iloc[first], df.iloc[i]
+        if same.iloc[first] != same.iloc[i]:
+            raise DuiitError(
+                f"{csv_path}, lines {a['line']} and {b['line']} list the same image "
+                f"({b['path'].strip()}) with different labels or patients "
+                f"({a['label']!r}/{a['patient_id']!r} vs {b['label']!r}/{b['patient_id']!r}); "
+                "keep the right one"
+            )
+        warnings.warn(
+            f"{csv_path}, line {b['line']} repeats line {a['line']} ({b['path'].strip()}); "
+            "the image is used once",
+            DuiitWarning,
+            stacklevel=2,
+        )
+    return df[~repeated].reset_index(drop=True)
+
+
+def _check_pixels(slices: np.ndarray, where: str, path: Path, size: int) -> None:
+    """Refuse NaN/Inf pixels (they would surface only as a diverged training) and warn about
+    an image so small that resizing it to `size` px invents nearly all of it."""
+    bad = int(np.size(slices) - np.count_nonzero(np.isfinite(slices)))
+    if bad:
+        raise DuiitError(
+            f"{where}: {path} has {bad} non-finite pixel value(s) (NaN or Inf); "
+            "fix or remove the file"
+        )
+    h, w = slices.shape[-2:]
+    if min(h, w) * 4 < size:
+        warnings.warn(
+            f"{where}: {path} is only {h}x{w} px and is enlarged to {size}x{size}; "
+            "is it a thumbnail or the wrong file?",
+            DuiitWarning,
+            stacklevel=2,
+        )
 
 
 def _check_intensity_columns(df: pd.DataFrame, csv_path: Path) -> None:
@@ -365,6 +424,7 @@ def _expand_rows(
             slices, norm, units, window = _intensities(image, row, cfg)
         except DuiitError as exc:
             raise DuiitError(f"{where}: {path} {exc}") from None
+        _check_pixels(slices, where, path, cfg.image_size)
         chosen = range(len(slices))
         wanted = row.get("slice", "")
         if isinstance(wanted, str) and wanted.strip():

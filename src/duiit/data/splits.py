@@ -32,7 +32,10 @@ def split_cohort(
     leaks and is only for comparison with work that did so.
     """
     if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise DuiitError(f"split fractions {fractions} must be three non-negative numbers")
+        raise DuiitError(
+            f"data.split={list(fractions)} must be three non-negative train/val/test "
+            "fractions, not all zero (e.g. [0.77, 0.11, 0.12])"
+        )
     frac = np.asarray(fractions, dtype=float) / sum(fractions)
     rng = np.random.default_rng(seed)
     groups = np.arange(len(cohort)) if by == "image" else cohort.patient_ids

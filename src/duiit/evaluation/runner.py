@@ -7,9 +7,11 @@ shared across methods (split k uses seed k), which makes the comparisons paired.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import multiprocessing as mp
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,27 @@ from typing import Any
 import pandas as pd
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from duiit.config import Config, load_config, parse_overrides
+from duiit.config import (
+    Config,
+    changed_keys,
+    deep_merge,
+    load_config,
+    parse_overrides,
+    validate_as,
+)
 from duiit.data import Cohort, load_cohorts
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.evaluation.quality import PredictorFeatures, fid, inception_scores
-from duiit.files import write_json
+from duiit.files import folder_lock, read_json, write_csv, write_json, write_text
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import method_folder, translate
-from duiit.runs import execute
-from duiit.training.runtime import Runtime, init_distributed, is_main_process
+from duiit.runs import check_method_fits, execute
+from duiit.training.loop import atomic_save
+from duiit.training.runtime import Runtime, barrier, distributed_job, is_main_process
 
 ALL_METHODS = [
     "duiit",
@@ -65,7 +75,9 @@ class ExperimentConfig(BaseModel):
     ours: str = "duiit"
     alpha: float = Field(0.1, gt=0, lt=1)
     preset: str | None = None
-    run: dict[str, Any] = Field({}, description="run configuration: data/model/train sections")
+    run: dict[str, dict[str, Any]] = Field(
+        {}, description="run configuration: data/model/train sections"
+    )
     quality: QualityConfig = QualityConfig()
 
 
@@ -80,19 +92,13 @@ def load_experiment(
         raise DuiitError(f"experiment file {path} does not exist") from None
     except yaml.YAMLError as exc:
         raise DuiitError(f"experiment file {path} is not valid YAML: {exc}") from None
-    extra = parse_overrides(overrides or [])
-    raw.setdefault("run", {})
-    for section, values in extra.get("run", {}).items():
-        raw["run"].setdefault(section, {}).update(values)
-    raw.update({k: v for k, v in extra.items() if k != "run"})
-    try:
-        exp = ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise DuiitError(f"invalid experiment file {path}:\n" + "\n".join(lines)) from None
+    if not isinstance(raw, dict):
+        raise DuiitError(f"experiment file {path} must hold a mapping (key: value)")
+    raw = deep_merge(raw, parse_overrides(overrides or []))
+    exp = validate_as(ExperimentConfig, raw, f"experiment file {path}")
     base = path.parent
-    exp.target = base / exp.target
-    exp.sources = [base / s for s in exp.sources]
+    exp.target = (base / exp.target).resolve()
+    exp.sources = [(base / s).resolve() for s in exp.sources]
     for m in [*exp.methods, exp.ours]:
         get_method(m)
     if exp.ours not in exp.methods:
@@ -150,8 +156,8 @@ def run_quality(
     """Scores of one translating run's translations, saved as quality.json, plus the fixed
     examples (translations.pt) that the report's translation grids show."""
     path = run_dir / "quality.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    if quality_done(run_dir):
+        return read_json(path)
     rt = Runtime.from_config(cfg.train)
     fitted = FittedModel.load(run_dir / "model.pt")
     ref = FittedModel.load(reference) if reference is not None and reference.exists() else None
@@ -182,16 +188,21 @@ def run_quality(
             "task FID and consistency need the target_only run of the same "
             "split (add target_only to methods)"
         )
-    torch.save(examples, run_dir / "translations.pt")
+    atomic_save(examples, run_dir / "translations.pt")
     write_json(quality, path)
     return quality
+
+
+def quality_done(run_dir: Path) -> bool:
+    """Both files of a run's quality scoring are there (quality.json is written last)."""
+    return (run_dir / "quality.json").exists() and (run_dir / "translations.pt").exists()
 
 
 def collect(out: Path) -> pd.DataFrame:
     """All finished runs of an experiment folder as one table (one row per run)."""
     rows = []
     for result_path in sorted((out / "runs").glob("*/*/split-*/result.json")):
-        r = json.loads(result_path.read_text())
+        r = read_json(result_path)
         run_dir = result_path.parent
         row = {
             "setting": run_dir.parent.parent.name,
@@ -204,7 +215,7 @@ def collect(out: Path) -> pd.DataFrame:
         }
         q = run_dir / "quality.json"
         if q.exists():
-            row.update({k: v for k, v in json.loads(q.read_text()).items() if k != "notes"})
+            row.update({k: v for k, v in read_json(q).items() if k != "notes"})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -219,6 +230,7 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(config_path: Path, overrides: list[str], threads: int, devices: Any) -> None:
     """Each worker process loads the cohorts once and takes one device from the queue."""
+    warnings.simplefilter("ignore", DuiitWarning)  # the parent has shown the data's warnings
     torch.set_num_threads(threads)
     exp, cfg = load_experiment(config_path, overrides)
     device = devices.get()
@@ -249,6 +261,69 @@ def _devices(cfg: Config, workers: int) -> list[str]:
     return [f"cuda:{i % n_gpu}" for i in range(workers)] if n_gpu > 1 else ["default"] * workers
 
 
+# Keys of an experiment record that may change when a folder is run again: report choices
+# (`run` and `preset` are compared as the configuration they resolve to) and the grid, which
+# may grow.
+_REPORT_ONLY = ("ours", "alpha", "preset", "run")
+_GRID = ("methods", "settings", "splits")
+
+
+def experiment_record(exp: ExperimentConfig, cfg: Config) -> dict[str, Any]:
+    """What experiment.yaml holds: the experiment file as resolved, and the run settings."""
+    return json.loads(exp.model_dump_json()) | {"resolved_run": cfg.model_dump(mode="json")}
+
+
+def _cells(exp: ExperimentConfig, target: Cohort, sources: list[Cohort]) -> set[str]:
+    return {run_path(Path(), s, m, k).as_posix() for s, _, m, k in plan(exp, target, sources)}
+
+
+def check_record(
+    out: Path,
+    record: dict[str, Any],
+    exp: ExperimentConfig,
+    target: Cohort,
+    sources: list[Cohort],
+) -> None:
+    """Refuse to continue an experiment folder with settings other than its runs were made
+    with, naming the differing keys, so experiment.yaml always describes the runs beside it.
+    More methods, settings or splits (more runs, same run settings) extend a sweep and are
+    allowed; dropping some of the folder's runs from the file is refused, since its report
+    would still show them."""
+    path = out / "experiment.yaml"
+    if not path.exists():
+        return
+    try:
+        old = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        old = None
+    if not isinstance(old, dict):
+        raise DuiitError(
+            f"{path} is damaged; restore it, or use another --out for a fresh experiment"
+        )
+    old["target"] = str(Path(old.get("target", "")).resolve())  # records of older versions
+    old["sources"] = [str(Path(p).resolve()) for p in old.get("sources", [])]
+    free = {*_REPORT_ONLY, *_GRID}
+    changed = changed_keys(
+        {k: v for k, v in old.items() if k not in free},
+        {k: v for k, v in record.items() if k not in free},
+    )
+    if changed:
+        shown = "; ".join(c.replace("resolved_run.", "run.", 1) for c in changed)
+        raise DuiitError(
+            f"experiment folder {out} was made with other settings ({shown}); its runs "
+            f"would no longer match {path}. Use another --out for the new settings, or "
+            "restore them to continue this folder"
+        )
+    before = exp.model_copy(update={k: old[k] for k in _GRID if k in old})
+    dropped = sorted(_cells(before, target, sources) - _cells(exp, target, sources))
+    if dropped:
+        raise DuiitError(
+            f"experiment folder {out} holds {len(dropped)} run(s) that this file leaves out "
+            f"(e.g. {dropped[0]}); a folder only grows: keep its methods, settings and "
+            "splits (adding more is fine), or use another --out"
+        )
+
+
 def run_experiment(
     config_path: Path,
     out: Path,
@@ -256,30 +331,56 @@ def run_experiment(
     quiet: bool = False,
     workers: int = 1,
 ) -> pd.DataFrame:
-    """Run (or resume) the whole grid; returns the per-run results table.
+    """Run (or resume, or extend) the whole grid; returns the per-run results table.
 
-    With `workers` > 1 the independent runs fan out over that many processes (each with its
-    share of CPU threads, or its own GPU when several are visible). Runs that need no
-    translator go first, since translation quality is scored with the same split's
-    target_only predictor.
+    Every input is checked before anything is written; the folder is then locked for this
+    process and its record compared with the new settings (`check_record`). With `workers`
+    > 1 the independent runs fan out over that many processes (each with its share of CPU
+    threads, or its own GPU when several are visible). Runs that need no translator go first,
+    since translation quality is scored with the same split's target_only predictor.
     """
+    out = Path(out)
     exp, cfg = load_experiment(config_path, overrides)
-    main = is_main_process()
-    if workers > 1 and init_distributed()[1] > 1:
-        raise DuiitError(
-            "--workers fans runs out over processes; under torchrun each run "
-            "already uses every process: use one or the other"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    if main:
-        (out / "experiment.yaml").write_text(
-            yaml.safe_dump(
-                json.loads(exp.model_dump_json()) | {"resolved_run": cfg.model_dump(mode="json")},
-                sort_keys=False,
+    with contextlib.ExitStack() as stack:
+        rank, world = stack.enter_context(distributed_job())
+        main = rank == 0
+        if workers > 1 and world > 1:
+            raise DuiitError(
+                "--workers fans runs out over processes; under torchrun each run "
+                "already uses every process: use one or the other"
             )
-        )
-    target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
-    grid = plan(exp, target, sources)
+        target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
+        grid = plan(exp, target, sources)
+        for method in exp.methods:
+            check_method_fits(method, cfg)
+        if main:
+            stack.enter_context(folder_lock(out, "experiment folder"))
+        record = experiment_record(exp, cfg)
+        check_record(out, record, exp, target, sources)
+        barrier()  # every rank has read the old record
+        if main:
+            write_text(yaml.safe_dump(record, sort_keys=False), out / "experiment.yaml")
+        _run_grid(exp, cfg, out, grid, target, sources, (config_path, overrides), quiet, workers)
+        results = collect(out)
+        if main:
+            write_csv(results, out / "runs.csv")
+    return results
+
+
+def _run_grid(
+    exp: ExperimentConfig,
+    cfg: Config,
+    out: Path,
+    grid: list[tuple[str, list[Cohort], str, int]],
+    target: Cohort,
+    sources: list[Cohort],
+    origin: tuple[Path, list[str] | None],
+    quiet: bool,
+    workers: int,
+) -> None:
+    """Run the unfinished cells of `grid`, in this process or over `workers` processes (which
+    read the experiment from `origin`: its file and overrides)."""
+    main = is_main_process()
     console = Console(quiet=quiet or not main)
     finished = {
         (s, m, k) for s, _, m, k in grid if (run_path(out, s, m, k) / "result.json").exists()
@@ -291,7 +392,7 @@ def run_experiment(
         or (
             get_method(m).translates
             and exp.quality.enabled
-            and not (run_path(out, s, m, k) / "quality.json").exists()
+            and not quality_done(run_path(out, s, m, k))
         )
     ]
     console.print(f"precision: {Runtime.from_config(cfg.train).precision_note}", highlight=False)
@@ -335,13 +436,9 @@ def run_experiment(
                 workers,
                 mp_context=ctx,
                 initializer=_worker_init,
-                initargs=(config_path, overrides or [], threads, devices),
+                initargs=(origin[0], origin[1] or [], threads, devices),
             ) as pool:
                 for phase in phases:
                     futures = {pool.submit(_run_one, out, *cell): cell for cell in phase}
                     for fut in as_completed(futures):
                         report(futures[fut], fut.result())
-    results = collect(out)
-    if main:
-        results.to_csv(out / "runs.csv", index=False)
-    return results

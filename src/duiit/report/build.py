@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 import yaml
 
 from duiit.errors import DuiitError
 from duiit.evaluation.runner import collect
+from duiit.files import read_csv, write_csv, write_text
 from duiit.report import figures
 from duiit.report.claims import claims_summary, claims_table
 from duiit.report.tables import (
@@ -26,11 +26,23 @@ from duiit.report.tables import (
     to_markdown,
     versus_table,
 )
+from duiit.training.loop import load_checkpoint
+
+# What to do about a damaged file of a run that `duiit experiment` writes.
+_RERUN = "delete it and run `duiit experiment` again on this folder to write it again"
 
 
 def _experiment(out: Path) -> dict:
     path = out / "experiment.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        exp = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        exp = None
+    if not isinstance(exp, dict):
+        raise DuiitError(f"{path} is damaged; restore it or run `duiit experiment` again")
+    return exp
 
 
 def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[str, Path]:
@@ -41,7 +53,7 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
     first = results.sort_values("split").groupby(["setting", "method"]).first().reset_index()
     curves = {}
     for _, r in first[first["method"] == ours].iterrows():
-        m = pd.read_csv(Path(r["run_dir"]) / "metrics.csv")
+        m = read_csv(Path(r["run_dir"]) / "metrics.csv")
         curves[r["setting"]] = m
     if curves:
         figs["Learning curves (ours, first split)"] = figures.learning_curves(
@@ -52,7 +64,7 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
         cand = first[first["method"] == method]
         if not cand.empty:
             r = cand.sort_values("setting", key=lambda c: c.str.count("-")).iloc[-1]
-            scatter[f"{method} ({r['setting']})"] = pd.read_csv(
+            scatter[f"{method} ({r['setting']})"] = read_csv(
                 Path(r["run_dir"]) / "test_predictions.csv"
             )
     if scatter and primary_metric(results)[0] == "mse":
@@ -65,7 +77,7 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
         chosen = translating[translating["setting"].str.count("-") == widest]
         setting = chosen["setting"].iloc[0]
         examples = {
-            r["method"]: torch.load(Path(r["run_dir"]) / "translations.pt", weights_only=True)
+            r["method"]: load_checkpoint(Path(r["run_dir"]) / "translations.pt", _RERUN)
             for _, r in chosen.iterrows()
         }
         for source in next(iter(examples.values())):
@@ -96,7 +108,7 @@ def build_report(out: Path) -> dict[str, Path]:
         ours = results["method"].iloc[0]
     metric, lower = primary_metric(results)
     full = summary(results, metric_columns(results) + ["fit_seconds"])
-    full.to_csv(out / "results.csv", index=False)
+    write_csv(full, out / "results.csv")
     methods = list(results["method"].drop_duplicates())
     baselines = [m for m in methods if m != ours and m in PAPER_BASELINES]
     augments = [m for m in methods if m in AUGMENTATIONS]
@@ -133,8 +145,8 @@ def build_report(out: Path) -> dict[str, Path]:
     for title, df in tables.items():
         md += [f"## {title}\n", to_markdown(df)]
     md += ["## Figures\n", *[f"![{t}](figures/{p.name})\n" for t, p in figs.items()]]
-    (out / "results.md").write_text("\n".join(md))
-    (out / "report.html").write_text(_html(out.name, intro, tables, figs, exp))
+    write_text("\n".join(md), out / "results.md")
+    write_text(_html(out.name, intro, tables, figs, exp), out / "report.html")
     return {
         "results.md": out / "results.md",
         "results.csv": out / "results.csv",

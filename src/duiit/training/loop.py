@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
+import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import torch
 from PIL import Image
@@ -22,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from duiit.errors import DuiitError
+from duiit.files import atomic_path, disk_errors
 from duiit.training.runtime import Runtime, barrier
 
 
@@ -73,21 +76,62 @@ def linear_decay(steps: int, decay_start: float):
     return factor
 
 
+class _WriteErrors:
+    """A file wrapper that keeps the OSError of a failed write: torch.save swallows it and
+    reports only a position mismatch, which would hide a full disk."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file and rename: a kill never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through `atomic_path`: a kill or a full disk never leaves a half-written
+    checkpoint, and the previous one stays in place."""
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        out = _WriteErrors(f)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is not None:
+                raise out.error from None
+            raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, remedy: str = "delete it to start that stage afresh"
+) -> dict[str, Any]:
+    """Load tensors and plain values only (`weights_only`): a file holding any other Python
+    object is refused, since unpickling it could run code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: noise here
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DuiitError(
-            f"checkpoint {path} cannot be read ({exc}); delete it to start that stage afresh"
-        ) from None
+        text = str(exc)
+        code = re.search(r"GLOBAL (\S+)", text)  # what the weights-only unpickler refused
+        if code:
+            reason = (
+                f"it holds Python objects other than tensors and plain values ({code.group(1)}), "
+                "which duiit never loads because that could run code"
+            )
+        else:  # torch's own text for a pickle error is advice about weights_only: left out
+            detail = "" if isinstance(exc, pickle.UnpicklingError) else text.split(". ")[0]
+            detail = " ".join(detail.split())
+            reason = "it is damaged or not a duiit checkpoint " + (
+                f"({type(exc).__name__}: {detail})" if detail else f"({type(exc).__name__})"
+            )
+    raise DuiitError(f"{path} cannot be read: {reason}; {remedy}")
 
 
 class MetricsLog:
@@ -105,7 +149,7 @@ class MetricsLog:
                     for r in list(csv.reader(f))[1:]
                     if not (r[0] == stage and int(r[1]) > resume_step)
                 ]
-        with self.path.open("w", newline="") as f:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
             csv.writer(f).writerows([["stage", "step", "name", "value"], *rows])
         self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
@@ -114,10 +158,11 @@ class MetricsLog:
         self.tb = SummaryWriter(str(run_dir / "tb" / stage), purge_step=resume_step or None)
 
     def log(self, step: int, values: dict[str, float]) -> None:
-        for name, value in values.items():
-            self.writer.writerow([self.stage, step, name, f"{value:.6g}"])
-            self.tb.add_scalar(name, value, step)
-        self.file.flush()
+        with disk_errors(self.path):
+            for name, value in values.items():
+                self.writer.writerow([self.stage, step, name, f"{value:.6g}"])
+                self.tb.add_scalar(name, value, step)
+            self.file.flush()
 
     def close(self) -> None:
         self.file.close()
@@ -131,8 +176,8 @@ def save_grid(rows: list[torch.Tensor], path: Path) -> None:
     cols = min(r.shape[0] for r in rows)
     grid = torch.cat([torch.cat(list(r[:cols, 0].float().cpu()), dim=1) for r in rows], dim=0)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp)
 
 
 def _check_finite(values: dict[str, float], step: int, stage: str, last_good: Path) -> None:

@@ -171,8 +171,30 @@ def init_distributed() -> tuple[int, int]:
     NCCL when GPUs are visible, gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
+        # torch._dynamo, which the first optimiser imports, keeps a process group that exists
+        # when it is imported alive past destroy_process_group; its gloo threads then run into
+        # interpreter shutdown and can abort the process there. Imported first, it keeps none.
+        import torch._dynamo  # noqa: F401
+
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+@contextlib.contextmanager
+def distributed_job() -> Iterator[tuple[int, int]]:
+    """Join the process group (under torchrun) for one job and leave it at the end, on error
+    too. A gloo or NCCL group still alive when the interpreter exits can abort the process
+    ("terminate called without an active exception"). On success every rank first waits for
+    the others, so none tears its connections down while another still uses them."""
+    owned = not dist.is_initialized()
+    rank, world = init_distributed()
+    try:
+        yield rank, world
+        if owned:
+            barrier()
+    finally:
+        if owned and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def is_main_process() -> bool:

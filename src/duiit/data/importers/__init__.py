@@ -13,6 +13,7 @@ from pathlib import Path
 from duiit.data.importers import ctich, hnpet, lgg
 from duiit.data.importers.common import Imported, Options, Report, write_manifest
 from duiit.errors import DuiitError
+from duiit.files import new_output
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,7 @@ def import_dataset(
         raise DuiitError(
             f"{name} has no layout {options.layout!r}; choose one of: {', '.join(importer.layouts)}"
         )
-    if Path(out).exists() and not force:  # before the scan, which can take minutes
-        raise DuiitError(
-            f"{out} already exists; choose another --out or pass --force to replace it"
-        )
+    new_output(out, force)  # before the scan, which can take minutes
     found = importer.collect(Path(src), options)
     if not found.rows:
         why = "; ".join(f"{what}: {reason}" for what, reason in found.skipped) or "no images"

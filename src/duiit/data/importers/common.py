@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from duiit.data.tables import normalise_header, read_table
 from duiit.errors import DuiitError
+from duiit.files import write_csv
 
 T = TypeVar("T")
 
@@ -196,15 +196,6 @@ def write_manifest(rows: list[dict[str, object]], out: Path) -> None:
     """Write rows atomically, paths relative to the manifest's folder (as manifests read
     them), so a reader never sees half a manifest."""
     out = Path(os.path.abspath(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
     frame["path"] = [Path(os.path.relpath(p, out.parent)).as_posix() for p in frame["path"]]
-    frame = frame[[c for c in COLUMNS if c in frame.columns]]
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_csv(frame[[c for c in COLUMNS if c in frame.columns]], out)

@@ -1,0 +1,555 @@
+"""Reliability corpus, part 2: faults around runs and experiments (small runs): folders in use,
+kills, full disks, damaged or malicious files, settings that changed, outputs that exist, and
+help texts. Failing cases exit 2 with one line, no traceback, and leave nothing half-written.
+docs/reliability.md lists the cases.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+import yaml
+from helpers import TINY, assert_one_line_error, cli, make_cohort, snapshot, temp_files
+
+from duiit import cli as duiit_cli
+from duiit.errors import DuiitError, DuiitWarning
+from duiit.files import LOCK_NAME, atomic_path, folder_lock
+from duiit.training.loop import load_checkpoint
+
+STEPS = ["train.steps=4", "train.eval_every=2", "train.ckpt_every=2", "train.log_every=2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    make_cohort(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 4-step DUIIT run with checkpoints at steps 2 and 4."""
+    run = tmp_path_factory.mktemp("runs") / "duiit"
+    res = cli(
+        "train", "-q", "--target", data / "ct.csv", "--source", data / "mri.csv",
+        "--out", run, *TINY, *STEPS,
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    return run
+
+
+def interrupted(trained: Path, dest: Path) -> Path:
+    """A copy of the run as if killed after its step-2 checkpoint: no result, no final."""
+    run = Path(shutil.copytree(trained, dest))
+    for name in ("result.json", "model.pt", "test_predictions.csv", "checkpoints/duiit-final.pt"):
+        (run / name).unlink()
+    return run
+
+
+EXPERIMENT = {
+    "target": "ct.csv",
+    "sources": ["mri.csv"],
+    "methods": ["duiit", "target_only"],
+    "splits": 1,
+    "run": {"data": {"image_size": 32}, "train": {"steps": 2, "eval_every": 2}},
+    "quality": {"max_images": 4},
+}
+RUN_MODEL = ["run.model.ngf=8", "run.model.ndf=8", "run.model.n_blocks=1"]
+RUN_MODEL += ["run.model.predictor=resnet10", "run.model.width=0.25"]
+
+
+def write_experiment(data: Path, name: str = "e.yaml", **changes: object) -> Path:
+    path = data / name
+    path.write_text(yaml.safe_dump({**EXPERIMENT, **changes}))
+    return path
+
+
+def experiment(spec: Path, out: Path, *overrides: str) -> object:
+    return cli("experiment", spec, "--out", out, "-q", *RUN_MODEL, *overrides)
+
+
+@pytest.fixture(scope="module")
+def finished_experiment(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PURE-CT/target_only and MIX-CT-MRI/duiit, split 0, with quality scores."""
+    out = tmp_path_factory.mktemp("exp") / "exp"
+    res = experiment(write_experiment(data), out)
+    assert res.code == 0, res.err
+    return out
+
+
+# ------------------------------------------------------------------ runs: start and resume
+
+
+def test_failed_start_leaves_nothing_and_the_corrected_retry_runs(
+    data: Path, tmp_path: Path
+) -> None:
+    manifest = Path(shutil.copytree(data, tmp_path / "data")) / "ct.csv"
+    good = manifest.read_text()
+    manifest.write_text(good + "gone.npy,1,z\n")
+    args = ["train", "-q", "--target", manifest, "--out", tmp_path / "run"]
+    args += ["--method", "target_only", *TINY, "train.steps=2"]
+    assert_one_line_error(cli(*args), "ct.csv, line 8: file", "gone.npy does not exist")
+    assert not (tmp_path / "run").exists()
+    manifest.write_text(good)
+    res = cli(*args)
+    assert res.code == 0, res.err
+    assert (tmp_path / "run" / "result.json").exists() and not temp_files(tmp_path)
+
+
+def test_a_start_killed_while_holding_the_lock_does_not_block_a_new_run(
+    data: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text('{"pid": 1, "host": "x", "command": "duiit train", "since": 0}')
+    res = cli(
+        "train", "-q", "--target", data / "ct.csv", "--out", run,
+        "--method", "target_only", *TINY, "train.steps=2",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    assert (run / "result.json").exists() and not (run / LOCK_NAME).exists()
+
+
+def test_train_refuses_an_existing_run_folder(trained: Path, data: Path) -> None:
+    before = snapshot(trained)
+    res = cli("train", "-q", "--target", data / "ct.csv", "--out", trained)
+    assert_one_line_error(res, f"run folder {trained} already exists", f"--resume {trained}")
+    assert snapshot(trained) == before
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    assert_one_line_error(cli("train", "--resume", tmp_path), "not a run folder (no run.json)")
+
+
+def test_resume_of_a_failed_start_is_refused_clearly(trained: Path, tmp_path: Path) -> None:
+    """What a failed start used to leave (run.json only), or a run killed before its first
+    checkpoint: nothing to resume, and the message says how to start again."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(trained / "run.json", run)
+    before = snapshot(tmp_path)
+    res = cli("train", "-q", "--resume", run)
+    assert_one_line_error(res, "holds no checkpoint", "nothing to resume", f"delete {run}")
+    assert snapshot(tmp_path) == before
+
+
+def test_resume_after_interruption_finishes(trained: Path, tmp_path: Path) -> None:
+    run = interrupted(trained, tmp_path / "run")
+    res = cli("train", "-q", "--resume", run)
+    assert res.code == 0, res.err
+    assert (run / "result.json").exists() and not temp_files(run)
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert not metrics.duplicated(["stage", "step", "name"]).any()
+
+
+def test_resume_from_a_truncated_checkpoint(trained: Path, tmp_path: Path) -> None:
+    run = interrupted(trained, tmp_path / "run")
+    last = run / "checkpoints" / "duiit-last.pt"
+    last.write_bytes(last.read_bytes()[:5000])
+    before = snapshot(run)
+    line = assert_one_line_error(
+        cli("train", "-q", "--resume", run),
+        f"{last} cannot be read: it is damaged",
+        "delete it to start that stage afresh",
+    )
+    assert "weights_only" not in line
+    assert snapshot(run) == before
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(trained: Path, tmp_path: Path) -> None:
+    run = interrupted(trained, tmp_path / "run")
+    marker = tmp_path / "pwned"
+    # torch.save of an object whose unpickling would run a shell command.
+    evil = f"""
+        import os, torch
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+        torch.save({{"weights": Evil()}}, "{run / "checkpoints" / "duiit-last.pt"}")
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(evil)], check=True, timeout=120)
+    line = assert_one_line_error(
+        cli("train", "-q", "--resume", run),
+        "duiit-last.pt cannot be read: it holds Python objects other than tensors",
+        "(posix.system)",
+        "could run code",
+    )
+    assert "weights_only" not in line and not marker.exists()
+
+
+def test_damaged_model_is_named_by_predict(trained: Path, data: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    (run / "model.pt").write_bytes(b"not a model")
+    res = cli("predict", run, "--input", data / "ct.csv", "--out", tmp_path / "p.csv", "-q")
+    assert_one_line_error(res, f"{run / 'model.pt'} cannot be read: it is damaged")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_on_a_folder_that_is_not_a_run(data: Path, tmp_path: Path) -> None:
+    res = cli("predict", tmp_path, "--input", data / "ct.csv", "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, "is not a run folder (no config.yaml)")
+
+
+# ------------------------------------------------------------------ outputs that exist
+
+
+def test_predict_refuses_an_existing_file_unless_forced(
+    trained: Path, data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "p.csv"
+    out.write_text("mine\n")
+    args = ["predict", trained, "--input", data / "ct.csv", "--out", out, "-q"]
+    assert_one_line_error(cli(*args), f"output file {out} already exists", "--force")
+    assert out.read_text() == "mine\n"
+    res = cli(*args, "--force")
+    assert res.code == 0, res.err
+    assert list(pd.read_csv(out).columns)[:3] == ["path", "slice", "patient_id"]
+
+
+@pytest.mark.parametrize("command", ["translate", "augment"])
+def test_folder_outputs_refuse_an_existing_folder(
+    command: str, trained: Path, data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    extra = ["--target", data / "ct.csv"] if command == "augment" else []
+    res = cli(command, trained, "--source", data / "mri.csv", *extra, "--out", out, "-q")
+    assert_one_line_error(res, f"output folder {out} already exists", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_translate_with_a_run_that_has_no_translator(
+    finished_experiment: Path, data: Path, tmp_path: Path
+) -> None:
+    run = finished_experiment / "runs" / "PURE-CT" / "target_only" / "split-00"
+    res = cli("translate", run, "--source", data / "mri.csv", "--out", tmp_path / "t", "-q")
+    assert_one_line_error(res, "this run has no translator for MRI")
+    assert not (tmp_path / "t").exists() and not temp_files(tmp_path)
+
+
+def test_a_read_only_output_is_one_line(
+    trained: Path, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file system refusing the write (read-only, permissions) is named, not a traceback;
+    simulated, since root may write anywhere."""
+
+    def refuse(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr("duiit.files.os.replace", refuse)
+    res = cli("predict", trained, "--input", data / "ct.csv", "--out", tmp_path / "p.csv", "-q")
+    assert_one_line_error(res, f"Read-only file system: {tmp_path / 'p.csv'}")
+    assert not list(tmp_path.iterdir())  # the temporary file is gone too
+
+
+# ------------------------------------------------------------------ full disk
+
+
+def _limit_file_size(limit: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_disk_full_during_training_is_one_line_without_temp_files(
+    data: Path, tmp_path: Path
+) -> None:
+    """`ulimit -f`: the 5.7 MB best checkpoint fits under 8 MB, the 17 MB last one does not."""
+    res = subprocess.run(
+        [sys.executable, "-m", "duiit", "train", "-q", "--target", data / "ct.csv"]
+        + ["--source", data / "mri.csv", "--out", tmp_path / "run", *TINY, *STEPS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        preexec_fn=_limit_file_size(8_000_000),
+    )
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "error: no space left while writing" in lines[0] and "duiit-last.pt" in lines[0]
+    assert not temp_files(tmp_path)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "duiit-best.pt")["step"] == 2
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    script = f"""
+        import torch
+        from duiit.errors import DuiitError
+        from duiit.training.loop import atomic_save
+        atomic_save({{"w": torch.zeros(10)}}, "{tmp_path / "c.pt"}")
+        try:
+            atomic_save({{"w": torch.zeros(1_000_000)}}, "{tmp_path / "c.pt"}")
+        except DuiitError as exc:
+            print(exc)
+    """
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_file_size(1_000_000),
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"no space left while writing {tmp_path / 'c.pt'}")
+    assert load_checkpoint(tmp_path / "c.pt")["w"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+# ------------------------------------------------------------------ locks and temp names
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from duiit.files import folder_lock
+with folder_lock(Path(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold(folder: Path, what: str) -> subprocess.Popen:
+    """Another process holding `folder`'s lock until killed (returns once it holds it)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), what],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_experiment_in_use_is_refused_and_a_killed_holder_does_not_block(
+    finished_experiment: Path, data: Path
+) -> None:
+    spec = write_experiment(data)
+    holder = hold(finished_experiment, "experiment folder")
+    try:
+        before = snapshot(finished_experiment)
+        res = experiment(spec, finished_experiment)
+        assert_one_line_error(
+            res,
+            f"experiment folder {finished_experiment} is in use by pid {holder.pid} "
+            f"on {socket.gethostname()}",
+            "wait for it to finish",
+        )
+        assert snapshot(finished_experiment) == before
+    finally:
+        holder.kill()  # SIGKILL: no clean-up in the holder; its lock file stays behind
+        holder.wait(timeout=60)
+    assert (finished_experiment / LOCK_NAME).exists()
+    res = experiment(spec, finished_experiment)
+    assert res.code == 0, res.err
+    assert not (finished_experiment / LOCK_NAME).exists()
+
+
+def test_run_in_use_is_refused(trained: Path, tmp_path: Path) -> None:
+    run = interrupted(trained, tmp_path / "run")
+    holder = hold(run, "run folder")
+    try:
+        before = snapshot(run)
+        res = cli("train", "-q", "--resume", run)
+        assert_one_line_error(res, f"run folder {run} is in use by pid {holder.pid}")
+        assert snapshot(run) == before
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+
+
+def test_two_experiments_at_once_on_one_folder(data: Path, tmp_path: Path) -> None:
+    """Whichever interleaving happens: each process finishes or is refused in one line,
+    every run is trained once, and no temporary file is left."""
+    spec = write_experiment(data, "only.yaml", methods=["target_only"], ours="target_only")
+    cmd = [sys.executable, "-m", "duiit", "experiment", str(spec), "--out", str(tmp_path)]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "-q", *RUN_MODEL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=600), p.stderr.read().decode()) for p in procs if p.stderr]
+    assert sorted(code for code, _ in results)[0] == 0, results
+    for code, err in results:
+        assert code == 0 or (code == 2 and len(err.strip().splitlines()) == 1), err
+        assert code == 0 or "is in use by pid" in err, err
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 1
+    metrics = pd.read_csv(Path(runs["run_dir"].iloc[0]) / "metrics.csv")
+    assert not metrics.duplicated(["stage", "step", "name"]).any()
+    assert not temp_files(tmp_path) and not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_stale_lock_file_is_taken_over(tmp_path: Path) -> None:
+    (tmp_path / LOCK_NAME).write_text('{"pid": 999999, "host": "gone"')  # cut short by a kill
+    with folder_lock(tmp_path, "run folder"):
+        assert str(os.getpid()) in (tmp_path / LOCK_NAME).read_text()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_lock_holder_that_has_not_written_yet_is_another_process(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with (
+            pytest.raises(DuiitError, match="is in use by another process"),
+            folder_lock(tmp_path, "run folder"),
+        ):
+            pass
+    finally:
+        os.close(fd)
+
+
+def test_file_system_without_locks_warns_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with (
+        pytest.warns(DuiitWarning, match="cannot lock .* two processes on it would collide"),
+        folder_lock(tmp_path, "run folder"),
+    ):
+        pass
+
+
+def test_temporary_names_are_unique_and_cleaned_up(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    with atomic_path(target) as a, atomic_path(target) as b:
+        assert a != b and a.parent == b.parent == tmp_path and a.suffix == ".json"
+        a.write_text("1")
+        b.write_text("2")
+    assert target.read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    with pytest.raises(RuntimeError), atomic_path(target) as c:
+        c.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "1" and not temp_files(tmp_path)
+
+
+# ------------------------------------------------------------------ experiment record
+
+
+@pytest.mark.parametrize(
+    ("changes", "overrides", "expect"),
+    [
+        ({}, ["run.train.steps=3"], "(run.train.steps: 2 -> 3)"),
+        ({"quality": {"max_images": 8}}, [], "quality.max_images: 4 -> 8"),
+        ({"sources": []}, [], "sources: ["),
+        ({"methods": ["duiit"]}, [], "holds 1 run(s) that this file leaves out"),
+    ],
+    ids=["changed run setting", "changed quality", "changed sources", "dropped method"],
+)
+def test_experiment_with_other_settings_is_refused(
+    finished_experiment: Path,
+    data: Path,
+    changes: dict,
+    overrides: list[str],
+    expect: str,
+) -> None:
+    spec = write_experiment(data, "changed.yaml", **changes)
+    before = snapshot(finished_experiment)
+    res = experiment(spec, finished_experiment, *overrides)
+    assert_one_line_error(res, f"experiment folder {finished_experiment}", expect, "another --out")
+    assert snapshot(finished_experiment) == before  # record and runs untouched
+
+
+def test_experiment_grows_by_more_splits(
+    finished_experiment: Path, data: Path, tmp_path: Path
+) -> None:
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    old = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    res = experiment(write_experiment(data, "more.yaml", splits=2), out)
+    assert res.code == 0, res.err
+    assert yaml.safe_load((out / "experiment.yaml").read_text())["splits"] == 2
+    assert sorted(pd.read_csv(out / "runs.csv")["split"]) == [0, 0, 1, 1]
+    assert all(p.stat().st_mtime_ns == t for p, t in old.items())  # old runs untouched
+
+
+# ------------------------------------------------------------------ report
+
+
+def test_report_of_a_folder_without_runs(tmp_path: Path) -> None:
+    assert_one_line_error(cli("report", tmp_path), "holds no finished run")
+
+
+@pytest.mark.parametrize(
+    ("name", "expect"),
+    [
+        ("MIX-CT-MRI/duiit/split-00/translations.pt", "translations.pt cannot be read"),
+        ("PURE-CT/target_only/split-00/result.json", "result.json is damaged"),
+    ],
+    ids=["damaged translations.pt", "damaged result.json"],
+)
+def test_report_names_a_damaged_file(
+    finished_experiment: Path, tmp_path: Path, name: str, expect: str
+) -> None:
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    damaged = out / "runs" / name
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    assert_one_line_error(cli("report", out), str(damaged), expect, "again")
+
+
+def test_report_of_a_good_folder(finished_experiment: Path, tmp_path: Path) -> None:
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    assert (out / "report.html").exists() and not temp_files(out)
+
+
+# ------------------------------------------------------------------ help texts
+
+
+def _commands(group: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    for name, cmd in getattr(group, "commands", {}).items():
+        found += _commands(cmd, (*path, name))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(duiit_cli.app))
+
+
+def test_every_command_is_covered() -> None:
+    assert len(COMMANDS) >= 12 and ("data", "inspect") in COMMANDS
+
+
+def _greedy(lines: list[str]) -> None:
+    """Each line of a wrapped paragraph is broken only where the next word would not have
+    fitted in 80 columns (less the 2-column margin): the terminal wrapped it, not the source."""
+    for line, nxt in zip(lines, lines[1:], strict=False):
+        if line.strip() and nxt.strip():
+            assert len(line) + 1 + len(nxt.split()[0]) > 78, (line, nxt)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "duiit")
+def test_help_reads_as_prose_at_80_columns(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No line longer than the terminal; the description, and each command's summary in a
+    group's list, wrap as prose."""
+    monkeypatch.setenv("COLUMNS", "80")
+    res = cli(*command, "--help")
+    assert res.code == 0 and "Usage" in res.out, res.err
+    lines = res.out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    panels = [i for i, line in enumerate(lines) if line.startswith("╭")]
+    _greedy([line.rstrip() for line in lines[: panels[0]] if "Usage:" not in line])
+    for i in panels:
+        if lines[i].startswith("╭─ Commands"):
+            rows = lines[i + 1 : next(j for j in range(i, len(lines)) if lines[j][0] == "╰")]
+            for row, nxt in zip(rows, rows[1:], strict=False):
+                if nxt[1:].startswith(" " * 4):  # the next line continues this row's summary
+                    _greedy([row[:-1].rstrip(), nxt[1:-1]])
