@@ -228,15 +228,22 @@ def run_path(out: Path, setting: str, method: str, split: int) -> Path:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config_path: Path, overrides: list[str], threads: int, devices: Any) -> None:
-    """Each worker process loads the cohorts once and takes one device from the queue."""
+def _worker_init(
+    exp: ExperimentConfig,
+    cfg: Config,
+    target: Cohort,
+    sources: list[Cohort],
+    threads: int,
+    devices: Any,
+) -> None:
+    """Each worker process gets the experiment and the loaded cohorts once (pickled: faster
+    than reading and resizing every file again) and takes one device from the queue."""
     warnings.simplefilter("ignore", DuiitWarning)  # the parent has shown the data's warnings
     torch.set_num_threads(threads)
-    exp, cfg = load_experiment(config_path, overrides)
     device = devices.get()
     if device != "default":
+        cfg = cfg.model_copy(deep=True)
         cfg.train.device = device
-    target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
     _WORKER.update(exp=exp, cfg=cfg, target=target, sources=sources)
 
 
@@ -360,7 +367,7 @@ def run_experiment(
         barrier()  # every rank has read the old record
         if main:
             write_text(yaml.safe_dump(record, sort_keys=False), out / "experiment.yaml")
-        _run_grid(exp, cfg, out, grid, target, sources, (config_path, overrides), quiet, workers)
+        _run_grid(exp, cfg, out, grid, target, sources, quiet, workers)
         results = collect(out)
         if main:
             write_csv(results, out / "runs.csv")
@@ -374,12 +381,10 @@ def _run_grid(
     grid: list[tuple[str, list[Cohort], str, int]],
     target: Cohort,
     sources: list[Cohort],
-    origin: tuple[Path, list[str] | None],
     quiet: bool,
     workers: int,
 ) -> None:
-    """Run the unfinished cells of `grid`, in this process or over `workers` processes (which
-    read the experiment from `origin`: its file and overrides)."""
+    """Run the unfinished cells of `grid`, in this process or over `workers` processes."""
     main = is_main_process()
     console = Console(quiet=quiet or not main)
     finished = {
@@ -400,9 +405,14 @@ def _run_grid(
         f"{len(grid)} runs ({len(grid) - len(todo)} already finished) -> "
         f"{out / 'runs'}" + (f" with {workers} workers" if workers > 1 else "")
     )
+    # The target_only runs first: translation quality is scored with the same split's
+    # target_only predictor. Then the longest runs first (translating, with most sources),
+    # so no worker idles at the end while another finishes a long run.
+    first = [t for t in todo if t[2] == "target_only"]
+    rest = [t for t in todo if t[2] != "target_only"]
     phases = [
-        [t for t in todo if not get_method(t[2]).translates],
-        [t for t in todo if get_method(t[2]).translates],
+        first,
+        sorted(rest, key=lambda t: (get_method(t[2]).translates, len(t[1])), reverse=True),
     ]
     with Progress(
         TextColumn("{task.description}"),
@@ -436,7 +446,7 @@ def _run_grid(
                 workers,
                 mp_context=ctx,
                 initializer=_worker_init,
-                initargs=(origin[0], origin[1] or [], threads, devices),
+                initargs=(exp, cfg, target, sources, threads, devices),
             ) as pool:
                 for phase in phases:
                     futures = {pool.submit(_run_one, out, *cell): cell for cell in phase}

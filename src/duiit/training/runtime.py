@@ -52,9 +52,10 @@ def choose_precision(precision: str, fast: bool, device: torch.device) -> tuple[
 @dataclass
 class Runtime:
     """Where and how a run computes. The fast path (on by default, `train.fast`) uses bf16
-    autocast where the hardware has native bf16 (CUDA; CPUs with AMX or AVX512-BF16), and
-    on CUDA channels_last, fused Adam and `torch.compile` of every network where supported
-    (`train.compile`). `precision_note` says what was chosen and why."""
+    autocast where the hardware has native bf16 (CUDA; CPUs with AMX or AVX512-BF16) and
+    fused Adam, plus on CUDA channels_last and `torch.compile` of every network where
+    supported (`train.compile`; on CPU they were measured slower or no faster, see
+    benchmarks/README.md). `precision_note` says what was chosen and why."""
 
     device: torch.device
     bf16: bool
@@ -98,7 +99,7 @@ class Runtime:
             dev,
             bf16,
             channels_last=fast and cuda,
-            fused=fast and cuda,
+            fused=fast,
             compile=use_compile,
             rank=rank,
             world=world,
@@ -135,7 +136,8 @@ class Runtime:
     def adam(
         self, params: Iterable[torch.nn.Parameter], lr: float, beta1: float = 0.9
     ) -> torch.optim.Adam:
-        """Adam; the fused kernel on CUDA (one launch for all parameters), foreach elsewhere."""
+        """Adam; on the fast path the fused kernel (one pass over all parameters: on CUDA one
+        launch, on CPU about 3x faster than foreach for these networks), else foreach."""
         return torch.optim.Adam(
             params, lr=lr, betas=(beta1, 0.999), fused=True if self.fused else None
         )
