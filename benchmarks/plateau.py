@@ -3,7 +3,7 @@ split, its validation histogram distance to the real target over the steps, and 
 where that curve flattens: the evidence behind an experiment's `train.steps`.
 
     .venv/bin/python benchmarks/plateau.py configs/phantom-claims.yaml --out /tmp/plateau \
-        --methods cyclegan duiit --steps 2000
+        --methods cyclegan duiit --sources MRI --steps 2000
 
 The distance is the 1-D Wasserstein distance between the pixel intensities of translated
 validation-watch images and real target validation images (`val_hist_dist_<source>` in
@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("experiment", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--methods", nargs="+", default=["cyclegan", "duiit"])
+    p.add_argument("--sources", nargs="+", help="source modalities to use (default: all)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--every", type=int, default=100, help="validation interval (steps)")
     p.add_argument("--tolerance", type=float, default=0.1)
@@ -57,6 +58,7 @@ def main() -> None:
         "plateau settings",
     )
     target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
+    sources = [c for c in sources if args.sources is None or c.modality in args.sources]
     print("command: " + " ".join(["python", *sys.argv]))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for method in args.methods:

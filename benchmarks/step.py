@@ -4,6 +4,8 @@ optional variants of it), side by side in one process.
     .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
         fast+channels_last --profile fast                        # what else could be faster
+    .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
+                                                                 # the demo's own sizes
     .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20 \
         --warmup 5                                               # GPU
 
@@ -64,12 +66,12 @@ def make_task(size: int, batch: int, contender: str, args: argparse.Namespace) -
     cfg = load_config(
         overrides=[
             f"data.image_size={size}",
-            f"model.ngf={args.ngf}",
-            f"model.predictor={args.predictor}",
             f"train.batch_size={batch}",
             f"train.device={args.device}",
+            *args.run,
             *CONTENDERS[contender],
-        ]
+        ],
+        preset=args.preset,
     )
     seed_everything(0)
     target, source = cohort("CT", 64, size), cohort("MRI", 64, size)
@@ -143,8 +145,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="steps per contender per round")
     p.add_argument("--warmup", type=int, default=1, help="more on GPU: compile happens here")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--predictor", default="resnet18")
+    p.add_argument("--preset", help="start from a preset (e.g. cpu-demo) instead of defaults")
+    p.add_argument(
+        "--run",
+        nargs="*",
+        default=["model.ngf=64", "model.predictor=resnet18"],
+        help="run overrides (default: model.ngf=64 model.predictor=resnet18)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--contenders", nargs="+", default=["plain", "fast"], choices=CONTENDERS)
@@ -159,7 +166,11 @@ def main() -> None:
         name = f"CPU x{torch.get_num_threads()} threads, native bf16: {cpu_bf16_units() or 'none'}"
     peak = next((v for k, v in PEAKS.items() if k in name), None)
     fast_note = Runtime.create(args.device, "auto").precision_note
-    print(f"device: {name}; torch {torch.__version__}; ngf {args.ngf}; predictor {args.predictor}")
+    base = load_config(overrides=args.run, preset=args.preset).model
+    print(
+        f"device: {name}; torch {torch.__version__}; ngf {base.ngf}; "
+        f"predictor {base.predictor} x{base.width}"
+    )
     print(f"fast path precision: {fast_note}")
     print("command: " + " ".join(["python", *sys.argv]))
     width = max(len(c) for c in args.contenders) + 7

@@ -207,3 +207,21 @@ def test_ct_ich_jpg_and_dicom_slices_come_out_in_one_range() -> None:
     assert abs(jpg_brain - dcm_brain) < 0.15  # 6 HU: below the DICOM slices' own spread
     _, (jpg_white, jpg_brain) = stats(units="hu")  # the old behaviour, for contrast
     assert jpg_white > 0.8 and jpg_brain - dcm_brain > 0.4
+
+
+def test_contact_sheet_has_a_row_per_way_of_reading(tmp_path: Path) -> None:
+    """A CT manifest of DICOMs in HU and JPG-like display images: one row each, so the sheet
+    shows whether they come out alike."""
+    from duiit.data.inspect import sheet_rows
+
+    rows = []
+    for i in range(3):
+        write_dicom(tmp_path / f"d{i}.dcm", np.full((8, 8), 1064 + 10 * i), intercept=-1024)
+        Image.fromarray(np.full((8, 8), 100 + i, np.uint8)).save(tmp_path / f"j{i}.png")
+        rows += [f"d{i}.dcm,{30 + i},d{i},CT,", f"j{i}.png,{40 + i},j{i},CT,40/120"]
+    csv = write_manifest(
+        tmp_path / "ct.csv", rows, header="path,label,patient_id,modality,display_window"
+    )
+    [cohort] = load_manifest(csv, DataConfig(image_size=8), quiet=True)
+    labels = [label for _, label, _ in sheet_rows([cohort], per_row=2)]
+    assert labels == ["CT (hu)", "CT (display 40/120)"]

@@ -100,17 +100,24 @@ def data_inspect(
         "current folder].",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the contact sheet if it exists."),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="A data setting as training would use it, e.g. --set data.display_window=[40,120] "
+        "--set data.slices_per_patient=5; repeatable.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Print counts, patients, label statistics and sizes; save a contact sheet of random
-    slices per modality (library: duiit.data.inspect). Nothing is written beside the data,
-    so read-only data can be inspected."""
-    from duiit.config import validate
+    slices per modality, one row per way the files were read (units, display window), so
+    you see the images exactly as training will (library: duiit.data.inspect). Nothing is
+    written beside the data, so read-only data can be inspected."""
+    from duiit.config import load_config
     from duiit.data.inspect import contact_sheet, summarise
     from duiit.data.sources import load_manifest
     from duiit.files import new_output
 
-    cfg = validate({"data": {"image_size": size, "task": task}}, "options").data
+    cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
     path = out or Path(f"{manifests[0].stem}_contact.png")
     new_output(path, force)
     cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet=quiet)]
