@@ -553,3 +553,11 @@ def test_help_reads_as_prose_at_80_columns(
             for row, nxt in zip(rows, rows[1:], strict=False):
                 if nxt[1:].startswith(" " * 4):  # the next line continues this row's summary
                     _greedy([row[:-1].rstrip(), nxt[1:-1]])
+
+
+def test_help_keeps_bracketed_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich reads [word...] as markup and drops it: examples and defaults in brackets must
+    reach the reader."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "duiit[lambda_pred=0.01]" in cli("methods", "--help").out
+    assert "(default: <first manifest's name>_contact.png" in cli("data", "inspect", "--help").out

@@ -96,8 +96,8 @@ def data_inspect(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Contact-sheet PNG to write [default: <first manifest's name>_contact.png in the "
-        "current folder].",
+        help="Contact-sheet PNG to write (default: <first manifest's name>_contact.png in the "
+        "current folder).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the contact sheet if it exists."),
     settings: list[str] = typer.Option(
@@ -286,7 +286,7 @@ def predict_cmd(
 @app.command("methods")
 def methods_cmd() -> None:
     """List the methods that can be trained and compared. In an experiment file a method
-    may carry settings of its own, e.g. duiit[lambda_pred=0.01] for a lambda sweep."""
+    may carry settings of its own, e.g. duiit\\[lambda_pred=0.01] for a lambda sweep."""
     from duiit.methods import REGISTRY
 
     table = Table(box=None, show_header=True, pad_edge=False)
