@@ -173,3 +173,29 @@ def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:
     with pytest.raises(DuiitError, match="--force"):
         prepare_demo(tmp_path / "d")
     assert (tmp_path / "d" / "keep.txt").exists()
+
+
+def test_report_beside_an_image_split_experiment(sweep: Path, phantom_dir: Path) -> None:
+    """`duiit report A --beside B`: B's mean ± std in its own column, named with its split."""
+    (sweep / "image.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "target": str(phantom_dir / "ct.csv"),
+                "methods": ["target_only"],
+                "ours": "target_only",
+                "splits": 2,
+                "run": {**RUN, "data": {**RUN["data"], "split_by": "image"}},
+            }
+        )
+    )
+    image = run_experiment(sweep / "image.yaml", sweep / "image-out", quiet=True)
+    build_report(sweep / "out", beside=[sweep / "image-out"])
+    md = (sweep / "out" / "results.md").read_text()
+    head = "| setting | method | out (patient-level splits) | image-out (image-level splits) |"
+    assert head in md
+    mse = image["mse"]
+    row = next(line for line in md[md.index(head) :].splitlines() if "| target_only |" in line)
+    assert row.endswith(f"| {mse.mean():.3g} ± {mse.std(ddof=1):.3g} |"), row
+    assert "| MIX-CT-MRI | duiit |" in md[md.index(head) :]  # rows of either folder
+    build_report(sweep / "image-out")
+    assert "2 image-level splits" in (sweep / "image-out" / "results.md").read_text()

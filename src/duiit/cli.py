@@ -326,13 +326,19 @@ def experiment_cmd(
 @app.command("report")
 def report_cmd(
     out: Path = typer.Argument(..., help="An experiment folder."),
+    beside: list[Path] = typer.Option(
+        [],
+        help="Another experiment folder whose results to show beside this one's, one column "
+        "each (e.g. the same experiment with image-level splits); repeatable.",
+    ),
 ) -> None:
-    """Write results.md, results.csv, figures/ and report.html: error tables, ours vs baselines
-    and augmentations with t-tests, FID/IS, translation grids, learning curves, error bars,
-    predicted vs true (library: duiit.report.build_report)."""
+    """Write results.md, results.csv, figures/ and report.html: error tables, the paper's
+    claims with verdicts, ours vs baselines, augmentations and variants with t-tests, FID/IS,
+    translation grids, learning curves, error bars, predicted vs true (library:
+    duiit.report.build_report)."""
     from duiit.report import build_report
 
-    written = build_report(out)
+    written = build_report(out, beside)
     console.print((out / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"report -> {written['report.html']}")
 

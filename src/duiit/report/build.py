@@ -17,6 +17,7 @@ from duiit.report.claims import claims_summary, claims_table
 from duiit.report.tables import (
     AUGMENTATIONS,
     PAPER_BASELINES,
+    beside_table,
     error_table,
     metric_columns,
     primary_metric,
@@ -93,15 +94,27 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
     return figs
 
 
-def build_report(out: Path) -> dict[str, Path]:
-    """Write results.md, results.csv, figures/*.png and report.html for an experiment folder."""
-    out = Path(out)
+def _results(out: Path) -> pd.DataFrame:
     results = collect(out)
     if results.empty:
         raise DuiitError(
             f"{out} holds no finished run (runs/*/*/split-*/result.json); run "
             "`duiit experiment` first"
         )
+    return results
+
+
+def _split_kind(exp: dict) -> str:
+    """How the experiment split the target: by patient (the default) or by image."""
+    return exp.get("resolved_run", {}).get("data", {}).get("split_by", "patient") + "-level"
+
+
+def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]:
+    """Write results.md, results.csv, figures/*.png and report.html for an experiment folder;
+    `beside` adds a table of the same metric in other experiment folders (e.g. the same
+    experiment with image-level splits), one column each."""
+    out = Path(out)
+    results = _results(out)
     exp = _experiment(out)
     ours, alpha = exp.get("ours", "duiit"), float(exp.get("alpha", 0.1))
     if ours not in set(results["method"]):
@@ -133,11 +146,16 @@ def build_report(out: Path) -> dict[str, Path]:
         "of a real-target predictor on translated images)": quality_table(results),
         f"Significance (t-tests at alpha = {alpha}; diff = other − ours)": sig,
     }
+    if beside:
+        named = {f"{out.name} ({_split_kind(exp)} splits)": results}
+        for other in map(Path, beside):
+            named[f"{other.name} ({_split_kind(_experiment(other))} splits)"] = _results(other)
+        tables[f"Beside other experiments ({metric}, mean ± std)"] = beside_table(named)
     figs = _figures(out, results, ours, metric)
     splits = int(results["split"].nunique())
     intro = (
         f"{len(results)} runs: {results['setting'].nunique()} settings, "
-        f"{len(methods)} methods, {splits} patient-level splits. "
+        f"{len(methods)} methods, {splits} {_split_kind(exp)} splits. "
         f"Primary metric: test {metric} ({'lower' if lower else 'higher'} is better). "
         f"`*`: p < {alpha}."
     )

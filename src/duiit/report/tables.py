@@ -63,6 +63,25 @@ def versus_table(results: pd.DataFrame, ours: str, others: list[str], alpha: flo
     return pd.DataFrame(rows)
 
 
+def beside_table(named: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The primary metric of several experiment folders, one column each, one row per
+    (setting, method): e.g. the same experiment with patient- and image-level splits."""
+    cells = {}
+    for name, results in named.items():
+        metric, _ = primary_metric(results)
+        s = summary(results, [metric]).set_index(["setting", "method"])
+        cells[name] = {
+            key: mean_std(row[f"{metric}_mean"], row[f"{metric}_std"]) for key, row in s.iterrows()
+        }
+    keys = list(dict.fromkeys(k for column in cells.values() for k in column))
+    keys.sort(key=lambda k: (k[0].count("-"), k[0]))
+    rows = [
+        {"setting": k[0], "method": k[1], **{n: c.get(k, "") for n, c in cells.items()}}
+        for k in keys
+    ]
+    return pd.DataFrame(rows)
+
+
 def quality_table(results: pd.DataFrame) -> pd.DataFrame:
     """Translation quality per translating method and source: mean ± std over splits."""
     cols = [
@@ -106,6 +125,7 @@ def _fmt(v: object) -> str:
 __all__ = [
     "AUGMENTATIONS",
     "PAPER_BASELINES",
+    "beside_table",
     "error_table",
     "mean_std",
     "metric_columns",
