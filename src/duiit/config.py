@@ -256,6 +256,20 @@ def validate(raw: dict[str, Any], origin: str = "configuration") -> Config:
     return validate_as(Config, raw, origin)
 
 
+def read_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping, with one-line errors naming it (`what` says
+    which kind of file, `shape` what it should look like)."""
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise DuiitError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise DuiitError(f"{what} {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise DuiitError(f"{what} {path} must hold a mapping ({shape})")
+    return loaded
+
+
 def load_config(
     path: Path | None = None, overrides: list[str] | None = None, preset: str | None = None
 ) -> Config:
@@ -266,15 +280,7 @@ def load_config(
             raise DuiitError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         raw = deep_merge(raw, PRESETS[preset])
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise DuiitError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise DuiitError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise DuiitError(f"config file {path} must hold a mapping (section: {{key: value}})")
-        raw = deep_merge(raw, loaded)
+        raw = deep_merge(raw, read_mapping(Path(path), "config file", "section: {key: value}"))
     raw = deep_merge(raw, parse_overrides(overrides or []))
     return validate(raw, "configuration" if path is None else f"configuration in {path}")
 

@@ -29,6 +29,7 @@ from duiit.config import (
     deep_merge,
     load_config,
     parse_overrides,
+    read_mapping,
     validate_as,
 )
 from duiit.data import Cohort, load_cohorts
@@ -86,14 +87,7 @@ def load_experiment(
 ) -> tuple[ExperimentConfig, Config]:
     """Read and validate an experiment file; `run.*` overrides reach the run configuration."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise DuiitError(f"experiment file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise DuiitError(f"experiment file {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise DuiitError(f"experiment file {path} must hold a mapping (key: value)")
+    raw = read_mapping(path, "experiment file", "key: value")
     raw = deep_merge(raw, parse_overrides(overrides or []))
     exp = validate_as(ExperimentConfig, raw, f"experiment file {path}")
     base = path.parent
