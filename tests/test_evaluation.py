@@ -125,3 +125,23 @@ def test_inception_scores_explain_what_is_missing(tmp_path) -> None:
             inception_scores(images, images, tmp_path / "w.pth")
     else:
         pytest.skip("torch-fidelity is installed here; this test covers its absence only")
+
+
+def test_claims_verdicts_q_and_untestable_rows() -> None:
+    """A clear win is `reproduced` with its BH q; a comparison with no p-value (identical
+    values on every split) is inconclusive and left out of the correction; ours is never
+    compared with itself (a PURE setting is not a MIX-* claim)."""
+    from duiit.report.claims import claims_table
+
+    rows = []
+    for k in range(5):
+        rows += [
+            {"setting": "PURE-CT", "method": "target_only", "split": k, "mse": 100.0 + k},
+            {"setting": "MIX-CT-MRI", "method": "duiit", "split": k, "mse": 50.0 + k % 2},
+            {"setting": "MIX-CT-MRI", "method": "cyclegan", "split": k, "mse": 50.0 + k % 2},
+        ]
+    table = claims_table(pd.DataFrame(rows), "duiit", 0.1).set_index("claim")
+    win, tie = table.loc["MIX-* beat PURE-CT"], table.loc["DUIIT beats CycleGAN"]
+    assert win["verdict"] == "reproduced" and win["q (BH)"] == pytest.approx(win["p"])
+    assert np.isnan(tie["p"]) and np.isnan(tie["q (BH)"]) and tie["verdict"] == "inconclusive"
+    assert claims_table(pd.DataFrame(rows), "target_only", 0.1).empty
