@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/duiit demo --out $(DEMO) --force
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 test: lint
 	$(BIN)/python -m pytest -q

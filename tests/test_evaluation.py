@@ -145,3 +145,26 @@ def test_claims_verdicts_q_and_untestable_rows() -> None:
     assert win["verdict"] == "reproduced" and win["q (BH)"] == pytest.approx(win["p"])
     assert np.isnan(tie["p"]) and np.isnan(tie["q (BH)"]) and tie["verdict"] == "inconclusive"
     assert claims_table(pd.DataFrame(rows), "target_only", 0.1).empty
+
+
+def test_selected_steps_reads_the_kept_checkpoint(tmp_path) -> None:
+    """scripts/selected_steps.py: the first lowest val_selection of the last stage, per run
+    (the loop keeps a checkpoint only when the selection strictly improves)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "selected_steps.py"
+    spec = importlib.util.spec_from_file_location("selected_steps", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for split, values in (("split-00", [0.9, 0.5, 0.5, 0.7]), ("split-01", [0.4, 0.6, 0.3, 0.3])):
+        run = tmp_path / "runs" / "MIX-CT-MRI" / "duiit" / split
+        run.mkdir(parents=True)
+        rows = [("pretrain", 50, "val_selection", 0.01)]  # an earlier stage: ignored
+        rows += [("duiit", 50 * (i + 1), "val_selection", v) for i, v in enumerate(values)]
+        rows += [("duiit", 200, "pred", 0.0)]
+        pd.DataFrame(rows, columns=["stage", "step", "name", "value"]).to_csv(
+            run / "metrics.csv", index=False
+        )
+    row = module.selected_steps(tmp_path).loc[("MIX-CT-MRI", "duiit")]
+    assert (row["runs"], row["min"], row["max"], row["of"]) == (2, 100, 150, 200)
