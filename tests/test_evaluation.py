@@ -11,71 +11,113 @@ from torch import nn
 
 from duiit.evaluation.metrics import classification_metrics, regression_metrics
 from duiit.evaluation.quality import fid
-from duiit.evaluation.stats import significance, summary, ttest
+from duiit.evaluation.stats import compare, comparisons, setting_order, summary, verdict
 
 
-def test_paired_ttest_matches_hand_computation_and_scipy() -> None:
+def test_corrected_resampled_ttest_matches_hand_computation() -> None:
+    """Nadeau & Bengio: the variance of the differences times (1/n + n_test/n_train); with
+    a ratio of 0 it is the plain paired t-test."""
     ours = pd.Series([1.0, 2.0, 3.0, 4.0, 5.0], index=range(5))
     other = pd.Series([2.0, 2.0, 4.0, 4.0, 7.0], index=range(5))
-    t = ttest(ours, other)
-    # differences 1,0,1,0,2: mean 0.8, sd sqrt(0.7), t = 0.8 / (sqrt(0.7)/sqrt(5)) = 2.138
-    assert t.test == "paired" and t.n == 5
-    assert t.mean_diff == pytest.approx(0.8)
-    assert t.t == pytest.approx(0.8 / (np.sqrt(0.7) / np.sqrt(5)), rel=1e-9)
-    assert t.p == pytest.approx(2 * stats.t.sf(t.t, df=4), rel=1e-9)
-    assert t.p == pytest.approx(0.0993, abs=5e-4)
-    assert t.p == pytest.approx(stats.ttest_rel(other, ours).pvalue)
+    c = compare(ours, other, ratio=0.156)
+    # differences 1,0,1,0,2: mean 0.8, variance 0.7
+    t = 0.8 / np.sqrt((1 / 5 + 0.156) * 0.7)
+    assert c.n == 5 and c.mean_diff == pytest.approx(0.8)
+    assert c.t == pytest.approx(t, rel=1e-12)
+    assert c.p == pytest.approx(2 * stats.t.sf(t, df=4), rel=1e-12)
+    assert c.correction == pytest.approx(1 + 5 * 0.156)
+    plain = compare(ours, other, ratio=0.0)
+    assert plain.p == pytest.approx(stats.ttest_rel(other, ours).pvalue, rel=1e-12)
+    assert c.p > plain.p  # the correction only ever widens
+    assert c.p_wilcoxon == pytest.approx(stats.wilcoxon([1.0, 0, 1, 0, 2]).pvalue)
 
 
-def test_unshared_splits_use_welch() -> None:
+def test_pairs_only_on_shared_splits_and_never_falls_back_to_welch() -> None:
     ours = pd.Series([1.0, 1.2, 0.9, 1.1], index=[0, 1, 2, 3])
-    other = pd.Series([1.5, 1.9, 1.4], index=[5, 6, 7])
-    t = ttest(ours, other)
-    ref = stats.ttest_ind(other, ours, equal_var=False)
-    assert t.test == "welch"
-    assert (t.t, t.p) == pytest.approx((ref.statistic, ref.pvalue))
+    other = pd.Series([1.5, 1.9, 1.4, 2.0], index=[2, 3, 4, 5])
+    c = compare(ours, other, ratio=0.1)
+    assert c.n == 2 and c.mean_diff == pytest.approx(((1.5 - 0.9) + (1.9 - 1.1)) / 2)
+    disjoint = compare(ours, pd.Series([1.5, 1.9], index=[7, 8]), ratio=0.1)
+    assert disjoint.n == 0 and np.isnan(disjoint.p)
+
+
+def _results(values: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+    """Runs of (setting, method, sources) with one MSE per split; 100 train / 15 test images."""
+    rows = [
+        {
+            "setting": setting,
+            "method": method,
+            "sources": sources,
+            "split": k,
+            "n_train": 100,
+            "n_test": 15,
+            "mse": v,
+        }
+        for (setting, method, sources), vals in values.items()
+        for k, v in enumerate(vals)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_follow_bh_q_not_raw_p() -> None:
+    """One comparison is significant on its own (p < 0.1) but not among six (q > 0.1): its
+    verdict is inconclusive. Without the correction it would read `ours better`."""
+    ours = [100.0, 104, 98, 103, 99, 101, 97, 102, 100, 105]
+    better = [v + d for v, d in zip(ours, [9, 1, 12, 0, 8, 2, 11, 3, 7, 4], strict=True)]
+    noise = [
+        [v + d for v, d in zip(ours, np.roll([5, -4, 3, -6, 2, -1, 4, -3, 0, 1], j), strict=True)]
+        for j in range(5)
+    ]
+    values = {("MIX-CT-MRI", "duiit", "MRI"): ours, ("MIX-CT-MRI", "cyclegan", "MRI"): better}
+    values |= {("MIX-CT-MRI", f"other{j}", "MRI"): n for j, n in enumerate(noise)}
+    table = comparisons(_results(values), "mse", "duiit", alpha=0.1).set_index("vs_method")
+    row = table.loc["cyclegan"]
+    assert row["p"] < 0.1 < row["q (BH)"], (row["p"], row["q (BH)"])
+    assert row["verdict"] == "inconclusive"
+    assert set(table["verdict"]) == {"inconclusive"}
+    assert row["variance x"] == pytest.approx(1 + 10 * 15 / 100)
+    assert verdict(True, row["p"], 0.1) == "reproduced"  # what the raw p would have said
 
 
 def test_significance_verdicts_and_summary() -> None:
     rng = np.random.default_rng(0)
-    rows = []
-    for k in range(6):
-        base = rng.normal(100, 10)
-        rows += [
-            {
-                "setting": "MIX-CT-MRI",
-                "method": "duiit",
-                "split": k,
-                "sources": "MRI",
-                "mse": base - 20 + rng.normal(0, 1),
-            },
-            {
-                "setting": "MIX-CT-MRI",
-                "method": "cyclegan",
-                "split": k,
-                "sources": "MRI",
-                "mse": base + rng.normal(0, 1),
-            },
-            {
-                "setting": "PURE-CT",
-                "method": "target_only",
-                "split": k,
-                "sources": "",
-                "mse": base + 0.01 * rng.normal(),
-            },
-        ]
-    df = pd.DataFrame(rows)
-    sig = significance(df, "mse", "duiit", alpha=0.1).set_index("vs_method")
+    values: dict[tuple[str, str, str], list[float]] = {}
+    base = rng.normal(100, 10, 8)
+    values[("MIX-CT-MRI", "duiit", "MRI")] = list(base - 20 + rng.normal(0, 1, 8))
+    values[("MIX-CT-MRI", "cyclegan", "MRI")] = list(base + rng.normal(0, 1, 8))
+    values[("PURE-CT", "target_only", "")] = list(base + 0.01 * rng.normal(size=8))
+    df = _results(values)
+    sig = comparisons(df, "mse", "duiit", alpha=0.1).set_index("vs_method")
     assert set(sig.index) == {"cyclegan", "target_only"}
-    assert (sig["verdict"] == "ours better").all() and (sig["test"] == "paired").all()
-    assert (
-        significance(df, "mse", "duiit", alpha=0.1, lower_is_better=False)["verdict"]
-        .eq("ours worse")
-        .all()
-    )
+    assert (sig["verdict"] == "ours better").all() and (sig["n"] == 8).all()
+    flipped = comparisons(df, "mse", "duiit", alpha=0.1, lower_is_better=False)
+    assert flipped["verdict"].eq("ours worse").all()
     s = summary(df, ["mse"]).set_index("method")
-    assert s.loc["duiit", "splits"] == 6
+    assert s.loc["duiit", "splits"] == 8
     assert s.loc["duiit", "mse_std"] == pytest.approx(df[df.method == "duiit"].mse.std())
+
+
+def test_settings_come_from_recorded_sources_not_names() -> None:
+    """Setting names that say nothing (or mislead) about their sources: the order, the PURE
+    floor and the widest setting still come from the `sources` column."""
+    from duiit.report.claims import claims_table
+
+    rng = np.random.default_rng(1)
+    v = lambda m: list(m + rng.normal(0, 5, 6))  # noqa: E731
+    values = {
+        ("floor", "target_only", ""): v(300),
+        ("a-b-c-d", "duiit", "MRI"): v(200),
+        ("x", "duiit", "MRI+PET"): v(150),
+        ("y-y", "duiit", "PET"): v(180),
+    }
+    results = _results(values)
+    assert setting_order(results) == ["floor", "a-b-c-d", "y-y", "x"]
+    table = claims_table(results, "duiit", 0.1)
+    best = table[table["claim"] == "x is best"]
+    assert sorted(best["vs"]) == ["duiit (a-b-c-d)", "duiit (y-y)"]  # not the floor again
+    tests = list(zip(table["where"], table["vs"], strict=True))
+    assert len(tests) == len(set(tests))  # every test once in the family
+    assert (table["claim"] == "MIX-* beat floor").sum() == 3
 
 
 def test_metrics_known_values() -> None:
@@ -133,18 +175,18 @@ def test_claims_verdicts_q_and_untestable_rows() -> None:
     compared with itself (a PURE setting is not a MIX-* claim)."""
     from duiit.report.claims import claims_table
 
-    rows = []
-    for k in range(5):
-        rows += [
-            {"setting": "PURE-CT", "method": "target_only", "split": k, "mse": 100.0 + k},
-            {"setting": "MIX-CT-MRI", "method": "duiit", "split": k, "mse": 50.0 + k % 2},
-            {"setting": "MIX-CT-MRI", "method": "cyclegan", "split": k, "mse": 50.0 + k % 2},
-        ]
-    table = claims_table(pd.DataFrame(rows), "duiit", 0.1).set_index("claim")
+    results = _results(
+        {
+            ("PURE-CT", "target_only", ""): [100.0 + k for k in range(5)],
+            ("MIX-CT-MRI", "duiit", "MRI"): [50.0 + k % 2 for k in range(5)],
+            ("MIX-CT-MRI", "cyclegan", "MRI"): [50.0 + k % 2 for k in range(5)],
+        }
+    )
+    table = claims_table(results, "duiit", 0.1).set_index("claim")
     win, tie = table.loc["MIX-* beat PURE-CT"], table.loc["DUIIT beats CycleGAN"]
     assert win["verdict"] == "reproduced" and win["q (BH)"] == pytest.approx(win["p"])
     assert np.isnan(tie["p"]) and np.isnan(tie["q (BH)"]) and tie["verdict"] == "inconclusive"
-    assert claims_table(pd.DataFrame(rows), "target_only", 0.1).empty
+    assert claims_table(results, "target_only", 0.1).empty
 
 
 def test_selected_steps_reads_the_kept_checkpoint(tmp_path) -> None:

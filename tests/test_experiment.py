@@ -71,16 +71,28 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
         "vs baselines",
         "vs augmentation",
         "Translation quality",
-        "Significance",
+        "Ours vs every other method",
         "Paper claims: summary",
+        "corrected resampled t-test",
+        "| predict the mean |",
+        "patient_mse",
     ):
         assert title in md
     claims = claims_table(pd.read_csv(sweep / "out" / "runs.csv"), "duiit", 0.1)
     assert set(claims["verdict"]) <= {"reproduced", "contradicted", "inconclusive"}
-    # 3 MIX settings vs PURE, the widest vs 3 others, 7 baselines x 3, FID x 4 (setting, source)
-    assert len(claims) == 3 + 3 + 21 + 4 and claims["q (BH)"].between(0, 1).all()
+    # 3 MIX settings vs PURE, the widest vs the 2 other MIX settings (vs PURE is the first
+    # claim, tested once), 7 baselines x 3, FID x 4 (setting, source)
+    assert len(claims) == 3 + 2 + 21 + 4 and claims["q (BH)"].between(0, 1).all()
     csv = pd.read_csv(sweep / "out" / "results.csv")
-    assert len(csv) == 4 + 5 * 3 and (csv["splits"] == 2).all()
+    assert len(csv) == 4 + 5 * 3 + 1 and (csv["splits"] == 2).all()
+    mean = csv.set_index("method").loc["predict the mean"]  # MSE = the test labels' variance
+    labels = [
+        pd.read_csv(p)["label"]
+        for p in sorted((sweep / "out" / "runs" / "PURE-CT" / "target_only").glob("*/test_*.csv"))
+    ]
+    assert mean["mse_mean"] == pytest.approx(sum(v.var(ddof=0) for v in labels) / 2)
+    assert mean["r2_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert {"patient_mse_mean", "patient_r2_mean", "mae_mean"} <= set(csv.columns)
     html = (sweep / "out" / "report.html").read_text()
     for name in (
         "error_bars.png",

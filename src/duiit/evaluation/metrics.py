@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def regression_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -30,8 +31,37 @@ def classification_metrics(pred: np.ndarray, true: np.ndarray, n_classes: int) -
 
 
 def prediction_metrics(
-    pred: np.ndarray, true: np.ndarray, classes: tuple[str, ...] | None
+    pred: np.ndarray,
+    true: np.ndarray,
+    classes: tuple[str, ...] | None,
+    patients: np.ndarray | None = None,
 ) -> dict[str, float]:
-    if classes is None:
-        return regression_metrics(pred, true)
-    return classification_metrics(pred, true, len(classes))
+    """Slice-level metrics and, for regression with `patients` given, the same metrics per
+    patient (`patient_mse`, ...): each patient's slice predictions averaged, so a patient
+    with many slices weighs as much as one with a single slice."""
+    if classes is not None:
+        return classification_metrics(pred, true, len(classes))
+    out = regression_metrics(pred, true)
+    if patients is not None:
+        per = pd.DataFrame({"p": np.asarray(pred, float), "t": np.asarray(true, float)})
+        per = per.groupby(np.asarray(patients, dtype=str), sort=False).mean()
+        out |= {f"patient_{k}": v for k, v in regression_metrics(per["p"], per["t"]).items()}
+    return out
+
+
+MEAN_PREDICTOR = "predict the mean"
+MAJORITY_PREDICTOR = "predict the majority class"
+
+
+def constant_predictor_metrics(
+    true: np.ndarray, classes: tuple[str, ...] | None, patients: np.ndarray | None = None
+) -> dict[str, float]:
+    """The scores of predicting one constant for every test image: the test labels' mean
+    (so the MSE is their variance and R² is 0) or, for classes, their most frequent class.
+    The floor any method has to clear to have learnt anything."""
+    true = np.asarray(true)
+    if classes is not None:
+        constant = np.full_like(true, np.bincount(true.astype(int)).argmax())
+    else:
+        constant = np.full(true.shape, float(np.mean(true)))
+    return prediction_metrics(constant, true, classes, patients)

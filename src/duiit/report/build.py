@@ -11,6 +11,7 @@ import yaml
 
 from duiit.errors import DuiitError
 from duiit.evaluation.runner import collect
+from duiit.evaluation.stats import holdout_ratio, n_sources, setting_order
 from duiit.files import read_csv, write_csv, write_text
 from duiit.report import figures
 from duiit.report.claims import claims_summary, claims_table
@@ -18,11 +19,13 @@ from duiit.report.tables import (
     AUGMENTATIONS,
     PAPER_BASELINES,
     beside_table,
+    comparisons,
+    constant_rows,
     error_table,
     metric_columns,
     primary_metric,
     quality_table,
-    significance,
+    scores_table,
     summary,
     to_markdown,
     versus_table,
@@ -46,11 +49,16 @@ def _experiment(out: Path) -> dict:
     return exp
 
 
-def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[str, Path]:
+def _figures(
+    out: Path, results: pd.DataFrame, shown: pd.DataFrame, ours: str, metric: str
+) -> dict[str, Path]:
+    """The report's figures; `shown` is `results` with the constant-predictor rows."""
     figs: dict[str, Path] = {}
     fig_dir = out / "figures"
-    s = summary(results, [metric])
-    figs["Prediction error"] = figures.error_bars(s, metric, fig_dir / "error_bars.png")
+    s = summary(shown, [metric])
+    figs["Prediction error"] = figures.error_bars(
+        s, metric, setting_order(shown), fig_dir / "error_bars.png"
+    )
     first = results.sort_values("split").groupby(["setting", "method"]).first().reset_index()
     curves = {}
     for _, r in first[first["method"] == ours].iterrows():
@@ -60,11 +68,12 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
         figs["Learning curves (ours, first split)"] = figures.learning_curves(
             curves, fig_dir / "learning_curves.png"
         )
+    first["n_sources"] = first["sources"].map(n_sources)
     scatter = {}
     for method in (ours, "target_only"):
         cand = first[first["method"] == method]
         if not cand.empty:
-            r = cand.sort_values("setting", key=lambda c: c.str.count("-")).iloc[-1]
+            r = cand.sort_values("n_sources").iloc[-1]
             scatter[f"{method} ({r['setting']})"] = read_csv(
                 Path(r["run_dir"]) / "test_predictions.csv"
             )
@@ -74,8 +83,7 @@ def _figures(out: Path, results: pd.DataFrame, ours: str, metric: str) -> dict[s
         )
     translating = first[first["run_dir"].map(lambda d: (Path(d) / "translations.pt").exists())]
     if not translating.empty:
-        widest = translating["setting"].str.count("-").max()
-        chosen = translating[translating["setting"].str.count("-") == widest]
+        chosen = translating[translating["n_sources"] == translating["n_sources"].max()]
         setting = chosen["setting"].iloc[0]
         examples = {
             r["method"]: load_checkpoint(Path(r["run_dir"]) / "translations.pt", _RERUN)
@@ -120,44 +128,61 @@ def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]
     if ours not in set(results["method"]):
         ours = results["method"].iloc[0]
     metric, lower = primary_metric(results)
-    full = summary(results, metric_columns(results) + ["fit_seconds"])
+    shown = pd.concat([results, constant_rows(results)], ignore_index=True)
+    full = summary(shown, metric_columns(shown) + ["fit_seconds"])
     write_csv(full, out / "results.csv")
     methods = list(results["method"].drop_duplicates())
     baselines = [m for m in methods if m != ours and m in PAPER_BASELINES]
     augments = [m for m in methods if m in AUGMENTATIONS]
     ablation = [m for m in methods if m != ours and m not in (*PAPER_BASELINES, *AUGMENTATIONS)]
-    sig = significance(results, metric, ours, alpha, lower)
+    versus = comparisons(results, metric, ours, alpha, lower)
     claims = claims_table(results, ours, alpha)
     error_title = f"Prediction error on real target test patients ({metric}, mean ± std)"
     tables = {
-        error_title: error_table(results).reset_index(),
-        f"Paper claims: summary (alpha = {alpha})": claims_summary(claims)
+        error_title: error_table(shown).reset_index(),
+        "Every score (mean ± std over splits; patient_*: a patient's slice predictions "
+        "averaged)": scores_table(shown),
+        f"Paper claims: summary (alpha = {alpha}, on q)": claims_summary(claims)
         if not claims.empty
         else claims,
         "Paper claims: every test": claims,
-        f"Ours ({ours}) vs baselines": versus_table(results, ours, baselines, alpha),
-        f"Ours ({ours}) vs augmentation": versus_table(results, ours, augments, alpha),
+        f"Ours ({ours}) vs baselines": versus_table(versus, results, ours, baselines, alpha),
+        f"Ours ({ours}) vs augmentation": versus_table(versus, results, ours, augments, alpha),
         f"Ablation: ours ({ours}) vs its variants and CycleGAN": versus_table(
-            results, ours, [*(["cyclegan"] if "cyclegan" in methods else []), *ablation], alpha
+            versus,
+            results,
+            ours,
+            [*(["cyclegan"] if "cyclegan" in methods else []), *ablation],
+            alpha,
         )
         if ablation
         else pd.DataFrame(),
         "Translation quality (task FID: lower is closer to real target; consistency: error "
-        "of a real-target predictor on translated images)": quality_table(results),
-        f"Significance (t-tests at alpha = {alpha}; diff = other − ours)": sig,
+        "of an independent real-target predictor on translated images)": quality_table(results),
+        f"Ours vs every other method (one family; diff = other − ours; verdict on q at "
+        f"alpha = {alpha})": versus,
     }
     if beside:
-        named = {f"{out.name} ({_split_kind(exp)} splits)": results}
+        named = {f"{out.name} ({_split_kind(exp)} splits)": shown}
         for other in map(Path, beside):
-            named[f"{other.name} ({_split_kind(_experiment(other))} splits)"] = _results(other)
+            theirs = _results(other)
+            named[f"{other.name} ({_split_kind(_experiment(other))} splits)"] = pd.concat(
+                [theirs, constant_rows(theirs)], ignore_index=True
+            )
         tables[f"Beside other experiments ({metric}, mean ± std)"] = beside_table(named)
-    figs = _figures(out, results, ours, metric)
+    figs = _figures(out, results, shown, ours, metric)
     splits = int(results["split"].nunique())
+    ratio = holdout_ratio(results)
     intro = (
         f"{len(results)} runs: {results['setting'].nunique()} settings, "
         f"{len(methods)} methods, {splits} {_split_kind(exp)} splits. "
         f"Primary metric: test {metric} ({'lower' if lower else 'higher'} is better). "
-        f"`*`: p < {alpha}."
+        "Tests: the corrected resampled t-test (Nadeau & Bengio 2003), paired on the splits "
+        f"both methods ran on: the splits share patients, so the variance of the per-split "
+        f"differences is multiplied by 1/n + n_test/n_train (n_test/n_train = {ratio:.3g}; "
+        f"with {splits} splits that is {1 + splits * ratio:.3g}x the plain paired t-test's). "
+        "Wilcoxon signed-rank p beside it as a robustness check. Verdicts are decided on "
+        f"the Benjamini-Hochberg q of each table's family of tests; `*`: q < {alpha}."
     )
     md = [f"# duiit results: {out.name}\n", intro + "\n"]
     for title, df in tables.items():

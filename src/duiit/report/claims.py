@@ -1,19 +1,26 @@
 """The paper's claims, each tested on an experiment's runs, with a verdict.
 
 One row per (claim, setting or source): ours and the comparison (mean ± std over splits),
-the t-test (paired when both ran on the same splits, Welch otherwise), p, the Benjamini-
-Hochberg q over the whole table (many claims are tested at once), and a verdict at `alpha`:
-`reproduced` (the claimed direction, p < alpha), `contradicted` (the opposite direction,
-p < alpha) or `inconclusive` (p >= alpha: these splits cannot tell).
+the corrected resampled t-test paired on the splits both ran on (evaluation/stats.py), its p,
+the Wilcoxon p beside it, the Benjamini-Hochberg q over the whole table (many claims are
+tested at once; each test enters the family once), and a verdict decided on q at `alpha`:
+`reproduced` (the claimed direction), `contradicted` (the opposite direction) or
+`inconclusive` (q >= alpha: these splits cannot tell).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control
 
-from duiit.evaluation.stats import ttest
+from duiit.evaluation.stats import (
+    bh,
+    compare,
+    holdout_ratio,
+    pure_setting,
+    setting_order,
+    setting_sources,
+    verdict,
+)
 from duiit.report.tables import AUGMENTATIONS, PAPER_BASELINES, mean_std, primary_metric
 
 BASELINES = tuple(m for m in PAPER_BASELINES if m != "target_only")
@@ -33,138 +40,77 @@ def _series(results: pd.DataFrame, setting: str, method: str, column: str) -> pd
     return part.set_index("split")[column].dropna() if column in part else pd.Series(dtype=float)
 
 
-def _row(
-    claim: str,
-    where: str,
-    mine: pd.Series,
-    theirs: pd.Series,
-    vs: str,
-    ours_lower_claimed: bool,
-    alpha: float,
-) -> dict[str, object] | None:
-    """Compare ours (`mine`) with `theirs`; the claim is that ours is lower (or higher)."""
-    if len(mine) < 2 or len(theirs) < 2:
-        return None
-    t = ttest(mine, theirs)  # mean_diff = theirs - ours
-    claimed = t.mean_diff > 0 if ours_lower_claimed else t.mean_diff < 0
-    verdict = "inconclusive" if not t.p < alpha else ("reproduced" if claimed else "contradicted")
-    return {
-        "claim": claim,
-        "where": where,
-        "ours": mean_std(mine.mean(), mine.std(ddof=1)),
-        "vs": vs,
-        "theirs": mean_std(theirs.mean(), theirs.std(ddof=1)),
-        "diff (theirs - ours)": t.mean_diff,
-        "test": f"{t.test} t, n={t.n}",
-        "p": t.p,
-        "verdict": verdict,
-    }
-
-
 def claims_table(results: pd.DataFrame, ours: str, alpha: float) -> pd.DataFrame:
-    """Every paper claim these runs can test (see the module doc for the columns)."""
+    """Every paper claim these runs can test, each test once (see the module doc)."""
     metric, lower = primary_metric(results)
-    pure = [s for s in results["setting"].unique() if s.startswith("PURE")]
-    ran = results.loc[results["method"] == ours, "setting"].unique()
-    settings = sorted((s for s in ran if s not in pure), key=len)  # the claims are about MIX-*
-    pure_setting = pure[0] if pure else None
-    rows: list[dict[str, object] | None] = []
-    mine = {s: _series(results, s, ours, metric) for s in settings}
-    if pure_setting is not None:
-        floor = _series(results, pure_setting, "target_only", metric)
-        for s in settings:
-            rows.append(
-                _row(
-                    "MIX-* beat PURE-CT",
-                    s,
-                    mine[s],
-                    floor,
-                    f"target_only ({pure_setting})",
-                    lower,
-                    alpha,
-                )
-            )
-    if settings:
-        widest = settings[-1]
-        if widest.count("-") >= 3:  # a setting with two or more sources
-            for s in settings[:-1]:
-                rows.append(
-                    _row(
-                        f"{widest} is best",
-                        widest,
-                        mine[widest],
-                        mine[s],
-                        f"{ours} ({s})",
-                        lower,
-                        alpha,
-                    )
-                )
-            if pure_setting is not None:
-                rows.append(
-                    _row(
-                        f"{widest} is best",
-                        widest,
-                        mine[widest],
-                        floor,
-                        f"target_only ({pure_setting})",
-                        lower,
-                        alpha,
-                    )
-                )
+    ratio = holdout_ratio(results)
+    pure = pure_setting(results)
+    sources = setting_sources(results)
+    ran = set(results.loc[results["method"] == ours, "setting"])
+    settings = [s for s in setting_order(results) if s in ran and s != pure]  # MIX-* claims
+    rows: list[dict[str, object]] = []
+    seen: set[tuple[str, str, str, str, str]] = set()
+
+    def test(
+        claim: str, where: str, setting: str, vs: tuple[str, str], column: str, lower_claimed: bool
+    ) -> None:
+        """Ours in `setting` against method vs[1] in setting vs[0] on `column`; the claim is
+        that ours is lower (or higher). A test already in the family is not added again."""
+        key = (setting, *vs, column, ours)
+        mine, theirs = _series(results, setting, ours, column), _series(results, *vs, column)
+        if key in seen or mine.empty or theirs.empty:
+            return
+        seen.add(key)
+        c = compare(mine, theirs, ratio)
+        rows.append(
+            {
+                "claim": claim,
+                "where": where,
+                "ours": mean_std(mine.mean(), mine.std(ddof=1)),
+                "vs": f"{vs[1]} ({vs[0]})",
+                "theirs": mean_std(theirs.mean(), theirs.std(ddof=1)),
+                "diff (theirs - ours)": c.mean_diff,
+                "n": c.n,
+                "t (corrected)": c.t,
+                "p": c.p,
+                "p (Wilcoxon)": c.p_wilcoxon,
+                "holds": c.mean_diff > 0 if lower_claimed else c.mean_diff < 0,
+            }
+        )
+
+    for s in settings if pure is not None else []:
+        test(f"MIX-* beat {pure}", s, s, (pure, "target_only"), metric, lower)
+    widest = settings[-1] if settings else None
+    if widest is not None and sources[widest] >= 2:
+        for s in settings[:-1]:  # against PURE it is the claim above, not a second test
+            test(f"{widest} is best", widest, widest, (s, ours), metric, lower)
     for other in (*BASELINES, *AUGMENTATIONS):
         for s in settings:
-            where = pure_setting if other in AUGMENTATIONS else s
-            if where is None:
-                continue
-            theirs = _series(results, where, other, metric)
-            rows.append(
-                _row(
-                    f"DUIIT beats {NAMES[other]}",
-                    s,
-                    mine[s],
-                    theirs,
-                    f"{other} ({where})",
-                    lower,
-                    alpha,
-                )
-            )
+            where = pure if other in AUGMENTATIONS else s
+            if where is not None:
+                test(f"DUIIT beats {NAMES[other]}", s, s, (where, other), metric, lower)
+    quality = sorted(c for c in results.columns if c.startswith("task_fid_") and "raw" not in c)
     for s in settings:
-        for col in sorted(
-            c for c in results.columns if c.startswith("task_fid_") and "raw" not in c
-        ):
+        for col in quality:
             source = col.removeprefix("task_fid_")
-            rows.append(
-                _row(
-                    "DUIIT has worse FID than CycleGAN (task FID)",
-                    f"{s}, {source}",
-                    _series(results, s, ours, col),
-                    _series(results, s, "cyclegan", col),
-                    "cyclegan",
-                    False,
-                    alpha,
-                )
+            where = f"{s}, {source}"
+            test(
+                "DUIIT has worse FID than CycleGAN (task FID)",
+                where,
+                s,
+                (s, "cyclegan"),
+                col,
+                False,
             )
             is_col = f"is_mean_{source}"
-            rows.append(
-                _row(
-                    "DUIIT has better IS than CycleGAN",
-                    f"{s}, {source}",
-                    _series(results, s, ours, is_col),
-                    _series(results, s, "cyclegan", is_col),
-                    "cyclegan",
-                    False,
-                    alpha,
-                )
-            )
-    table = pd.DataFrame([r for r in rows if r is not None])
-    if not table.empty:
-        # A test without a p-value (e.g. identical values on every split) is inconclusive
-        # and takes no part in the correction.
-        tested = table["p"].notna()
-        q = pd.Series(np.nan, index=table.index)
-        if tested.any():
-            q[tested] = false_discovery_control(table.loc[tested, "p"])
-        table.insert(table.columns.get_loc("p") + 1, "q (BH)", q)
+            test("DUIIT has better IS than CycleGAN", where, s, (s, "cyclegan"), is_col, False)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table.insert(table.columns.get_loc("p") + 1, "q (BH)", bh(table["p"]))
+    table["verdict"] = [
+        verdict(h, q, alpha) for h, q in zip(table.pop("holds"), table["q (BH)"], strict=True)
+    ]
     return table
 
 
@@ -197,7 +143,7 @@ def claims_summary(table: pd.DataFrame) -> pd.DataFrame:
                 "contradicted": con,
                 "inconclusive": n - rep - con,
                 "overall": overall,
-                "median p": float(g["p"].median()),
+                "median q": float(g["q (BH)"].median()),
             }
         )
     return pd.DataFrame(rows)

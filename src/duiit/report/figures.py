@@ -64,9 +64,8 @@ def learning_curves(curves: dict[str, pd.DataFrame], path: Path) -> Path:
     return _save(fig, path)
 
 
-def error_bars(summary: pd.DataFrame, metric: str, path: Path) -> Path:
-    """Mean ± std of `metric` per method, grouped by setting."""
-    settings = sorted(summary["setting"].unique(), key=lambda c: (c.count("-"), c))
+def error_bars(summary: pd.DataFrame, metric: str, settings: list[str], path: Path) -> Path:
+    """Mean ± std of `metric` per method, grouped by setting (in the order given)."""
     methods = list(summary["method"].drop_duplicates())
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(settings) * 1.5), 3.5))
     width = 0.8 / max(1, len(methods))

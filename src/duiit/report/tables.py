@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-from duiit.evaluation.stats import significance, summary
+from duiit.evaluation.metrics import (
+    MAJORITY_PREDICTOR,
+    MEAN_PREDICTOR,
+    constant_predictor_metrics,
+)
+from duiit.evaluation.stats import comparisons, setting_order, summary
+from duiit.files import read_csv
 
 AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
 # The paper's other methods; anything else an experiment runs is a variant (ablation).
 PAPER_BASELINES = ("target_only", "transfer", "multitask", "dann", "cyclegan")
+SCORES = ("mse", "mae", "r2", "patient_mse", "patient_mae", "patient_r2", "accuracy", "macro_f1")
 
 
 def primary_metric(results: pd.DataFrame) -> tuple[str, bool]:
@@ -17,13 +27,39 @@ def primary_metric(results: pd.DataFrame) -> tuple[str, bool]:
 
 
 def metric_columns(results: pd.DataFrame) -> list[str]:
-    return [c for c in ("mse", "mae", "r2", "accuracy", "macro_f1") if c in results.columns]
+    return [c for c in SCORES if c in results.columns]
 
 
 def mean_std(mean: float, std: float) -> str:
     if pd.isna(mean):
         return ""
     return f"{mean:.3g} ± {std:.3g}" if pd.notna(std) else f"{mean:.3g}"
+
+
+def constant_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Per split, the scores of predicting the test labels' mean (regression) or majority
+    class, from the test labels any run of that split saved: a row of reference beside the
+    methods, in the setting without sources."""
+    regression = primary_metric(results)[0] == "mse"
+    rows = []
+    for split, runs in results.groupby("split"):
+        labels = read_csv(Path(runs["run_dir"].iloc[0]) / "test_predictions.csv")
+        true = labels["label"].to_numpy()
+        # test_predictions.csv holds class indices; their names do not change the scores
+        classes = None if regression else tuple(map(str, range(int(true.max()) + 1)))
+        metrics = constant_predictor_metrics(true, classes, labels["patient_id"].to_numpy())
+        target = runs["target"].iloc[0]
+        rows.append(
+            {
+                "setting": f"PURE-{target}",
+                "method": MEAN_PREDICTOR if regression else MAJORITY_PREDICTOR,
+                "split": split,
+                "sources": "",
+                "target": target,
+                **metrics,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def error_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -36,29 +72,56 @@ def error_table(results: pd.DataFrame) -> pd.DataFrame:
     table = s.pivot(index="method", columns="setting", values="cell").fillna("")
     table.columns.name = None
     order = [m for m in results["method"].drop_duplicates()]
-    return table.loc[order, sorted(table.columns, key=lambda c: (c.count("-"), c))]
+    return table.loc[order, [c for c in setting_order(results) if c in table.columns]]
 
 
-def versus_table(results: pd.DataFrame, ours: str, others: list[str], alpha: float) -> pd.DataFrame:
-    """Per setting where ours ran: ours and each other method, mean ± std, with p-values."""
-    metric, lower = primary_metric(results)
-    s = summary(results, [metric]).set_index(["setting", "method"])
-    sig = significance(results, metric, ours, alpha, lower)
+def scores_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every score per (setting, method), mean ± std over splits: slice-level and, for
+    regression, patient-level (a patient's slice predictions averaged)."""
+    cols = metric_columns(results)
+    s = summary(results, cols).set_index(["setting", "method"])
     rows = []
-    for setting in sorted(results.loc[results["method"] == ours, "setting"].unique()):
+    for setting in setting_order(results):
+        for method in results.loc[results["setting"] == setting, "method"].drop_duplicates():
+            r = s.loc[(setting, method)]
+            rows.append(
+                {
+                    "setting": setting,
+                    "method": method,
+                    **{c: mean_std(r[f"{c}_mean"], r[f"{c}_std"]) for c in cols},
+                    "splits": int(r["splits"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def versus_table(
+    comparisons_: pd.DataFrame, results: pd.DataFrame, ours: str, others: list[str], alpha: float
+) -> pd.DataFrame:
+    """Per setting where ours ran: ours and each other method, mean ± std, with the q and
+    verdict of that comparison in the report's one family of comparisons."""
+    metric, _ = primary_metric(results)
+    s = summary(results, [metric]).set_index(["setting", "method"])
+    rows = []
+    for setting in setting_order(results):
+        if (setting, ours) not in s.index:
+            continue
         row = {"setting": setting, ours: mean_std(*s.loc[(setting, ours)].iloc[:2])}
         for other in others:
             cand = (
-                sig[(sig["setting"] == setting) & (sig["vs_method"] == other)]
-                if not sig.empty
-                else sig
+                comparisons_[
+                    (comparisons_["setting"] == setting) & (comparisons_["vs_method"] == other)
+                ]
+                if not comparisons_.empty
+                else comparisons_
             )
             if cand.empty:
                 continue
             c = cand.iloc[0]
             mean, std = s.loc[(c["vs_setting"], other)].iloc[:2]
-            mark = "*" if c["p"] < alpha else ""
-            row[other] = f"{mean_std(mean, std)} (p={c['p']:.2g}{mark})"
+            mark = "*" if c["q (BH)"] < alpha else ""
+            q = "q=–" if np.isnan(c["q (BH)"]) else f"q={c['q (BH)']:.2g}{mark}"
+            row[other] = f"{mean_std(mean, std)} ({q})"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,8 +136,9 @@ def beside_table(named: dict[str, pd.DataFrame]) -> pd.DataFrame:
         cells[name] = {
             key: mean_std(row[f"{metric}_mean"], row[f"{metric}_std"]) for key, row in s.iterrows()
         }
+    order = setting_order(pd.concat(named.values()))
     keys = list(dict.fromkeys(k for column in cells.values() for k in column))
-    keys.sort(key=lambda k: (k[0].count("-"), k[0]))
+    keys.sort(key=lambda k: order.index(k[0]))
     rows = [
         {"setting": k[0], "method": k[1], **{n: c.get(k, "") for n, c in cells.items()}}
         for k in keys
@@ -92,9 +156,10 @@ def quality_table(results: pd.DataFrame) -> pd.DataFrame:
     if not cols:
         return pd.DataFrame()
     rows = []
-    for (setting, method), g in results.dropna(subset=cols, how="all").groupby(
-        ["setting", "method"]
-    ):
+    scored = results.dropna(subset=cols, how="all")
+    order = setting_order(results)
+    groups = scored.groupby(["setting", "method"], sort=False)
+    for (setting, method), g in sorted(groups, key=lambda kv: order.index(kv[0][0])):
         row = {"setting": setting, "method": method}
         for c in cols:
             if g[c].notna().any():
@@ -131,7 +196,9 @@ __all__ = [
     "metric_columns",
     "primary_metric",
     "quality_table",
-    "significance",
+    "comparisons",
+    "constant_rows",
+    "scores_table",
     "summary",
     "to_markdown",
     "versus_table",
