@@ -1,4 +1,6 @@
-"""Run a few translator steps, alone or as one rank under torchrun; rank 0 saves weights.
+"""Run a few translator steps, alone or as one rank under torchrun; rank 0 saves the
+translators of a CycleGAN task (OUT), every rank the predictor of a joint DUIIT task
+(OUT.predictor-RANK).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
@@ -70,6 +72,18 @@ def train_and_save(out: str, batch: int) -> None:
         task.train_step(step)
     if rt.is_main:
         torch.save({"init": init, "bank": task.bank.state_dict(), "world": rt.world}, out)
+    # The predictor's batch norm sees each rank's half batch, so it is compared across the
+    # ranks (the same gradients after the all-reduce keep the same weights), not with one.
+    seed_everything(0)
+    joint = TranslationTask(
+        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
+    )
+    assert joint.predictor is not None
+    before = {k: v.clone() for k, v in joint.predictor.named_parameters()}
+    for step in range(3):
+        joint.train_step(step)
+    after = {k: v.detach().clone() for k, v in joint.predictor.named_parameters()}
+    torch.save({"init": before, "predictor": after}, f"{out}.predictor-{rt.rank}")
 
 
 if __name__ == "__main__":

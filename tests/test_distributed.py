@@ -50,6 +50,10 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
     for k, v in one["bank"].items():
         assert torch.allclose(v, two["bank"][k], atol=1e-5, rtol=1e-4), k
     assert any(not torch.equal(v, one["init"][k]) for k, v in one["bank"].items())  # it trained
+    ranks = [torch.load(f"{tmp_path / 'two.pt'}.predictor-{r}", weights_only=True) for r in (0, 1)]
+    for k, v in ranks[0]["predictor"].items():  # each rank saw other images: only the
+        assert torch.allclose(v, ranks[1]["predictor"][k], atol=1e-6), k  # all-reduce agrees
+    assert any(not torch.equal(v, ranks[0]["init"][k]) for k, v in ranks[0]["predictor"].items())
 
 
 def test_torchrun_train_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:

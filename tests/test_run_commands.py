@@ -68,26 +68,79 @@ def test_translate_writes_ct_files_that_read_back_as_the_translation(
     assert not (tmp_path / "tr2").exists()
 
 
-def test_augment_gives_real_plus_translated_training_set(
+def test_augment_gives_the_runs_training_images_plus_translated_sources(
     run_dir: Path, phantom_dir: Path, tmp_path: Path
 ) -> None:
+    """Only the patients the run trained on (never its validation or test patients), each
+    image with its slice, plus every translated source image."""
     out = runs.augment(
         run_dir, phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "aug", quiet=True
     )
     df = pd.read_csv(out)
-    n_ct = len(pd.read_csv(phantom_dir / "ct.csv"))
-    assert (df["source_modality"].isna()).sum() == n_ct
-    assert (df["source_modality"] == "MRI").sum() > 0
+    split = pd.read_csv(run_dir / "split.csv")
+    train = split[split["part"] == "train"]
+    real = df[df["source_modality"].isna()]
+    assert len(real) == len(train) and real["slice"].notna().all()
+    assert sorted(zip(real["source_path"], real["slice"], strict=True)) == sorted(
+        zip(train["path"], train["slice"], strict=True)
+    )
+    held_out = set(split.loc[split["part"] != "train", "patient_id"].astype(str))
+    assert held_out and not held_out & set(real["patient_id"].astype(str))
+    assert (df["source_modality"] == "MRI").sum() == len(pd.read_csv(phantom_dir / "mri.csv")) * 2
     [cohort] = load_manifest(out, load_config(run_dir / "config.yaml").data, quiet=True)
-    assert cohort.modality == "CT" and len(cohort) == len(df) + n_ct  # 2 slices per real file
+    assert cohort.modality == "CT" and len(cohort) == len(df)  # one image per row
     with pytest.raises(DuiitError, match="already exists"):
         runs.augment(run_dir, phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "aug")
-    # a target manifest's own intensity settings travel with the copied real files
-    real = pd.read_csv(phantom_dir / "ct.csv").assign(units="hu")
-    real["path"] = [str(phantom_dir / p) for p in real["path"]]
-    real.to_csv(tmp_path / "ct.csv", index=False)
+    # a target manifest's own intensity settings travel with the copied real files; the
+    # manifest may name the same files another way (absolute paths here)
+    real_csv = pd.read_csv(phantom_dir / "ct.csv").assign(units="hu")
+    real_csv["path"] = [str(phantom_dir / p) for p in real_csv["path"]]
+    real_csv.to_csv(tmp_path / "ct.csv", index=False)
     out = runs.augment(run_dir, tmp_path / "ct.csv", [], tmp_path / "aug2", quiet=True)
-    assert pd.read_csv(out)["units"].tolist() == ["hu"] * n_ct
+    assert pd.read_csv(out)["units"].tolist() == ["hu"] * len(train)
+    pd.read_csv(phantom_dir / "pet.csv").to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(DuiitError, match="lists none of the images run"):
+        runs.augment(run_dir, tmp_path / "other.csv", [], tmp_path / "aug3", quiet=True)
+
+
+def test_sources_of_held_out_patients_are_left_out_of_training(
+    phantom_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.disjoint_patients=false: MRI scans of CT patients. Those of the split's
+    validation and test patients never reach training; those of training patients do."""
+    from duiit.data import load_cohorts, split_cohort
+    from duiit.methods.transfer import Transfer
+
+    ct = pd.read_csv(phantom_dir / "ct.csv")
+    mri = pd.read_csv(phantom_dir / "mri.csv")
+    ids = dict(zip(mri["patient_id"].unique(), ct["patient_id"].unique(), strict=False))
+    mri["patient_id"] = mri["patient_id"].map(ids)
+    mri["path"] = [str(phantom_dir / p) for p in mri["path"]]
+    mri.to_csv(tmp_path / "mri.csv", index=False)
+    cfg = load_config(overrides=[*TINY, "data.disjoint_patients=false"])
+    seen: list = []
+
+    def record(self, train, val, sources, run_dir):
+        seen.extend(sources)
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(Transfer, "fit", record)
+    with pytest.raises(KeyboardInterrupt):
+        runs.train(
+            phantom_dir / "ct.csv",
+            [tmp_path / "mri.csv"],
+            tmp_path / "r",
+            cfg,
+            "transfer",
+            quiet=True,
+        )
+    target, [all_mri] = load_cohorts(phantom_dir / "ct.csv", [tmp_path / "mri.csv"], cfg.data)
+    split = split_cohort(target, cfg.data.split, seed=cfg.train.seed)
+    held = set(target.patient_ids[split.val]) | set(target.patient_ids[split.test])
+    [used] = seen
+    assert held & set(all_mri.patient_ids)  # the case arises in this split
+    assert not held & set(used.patient_ids)
+    assert set(used.patient_ids) == set(all_mri.patient_ids) - held
 
 
 def test_predict_from_manifest_and_from_files(
@@ -154,3 +207,17 @@ def test_class_labels_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:
     assert 0 <= result["metrics"]["accuracy"] <= 1
     pred = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
     assert set(pred["prediction"]) <= {"young", "old"} and set(pred["label"]) == {"young", "old"}
+
+
+def test_class_codec_decodes_the_most_likely_class_by_its_name(tmp_path: Path) -> None:
+    """Logits -> the index of the largest (what the loss is lowest for)."""
+    import torch
+
+    from duiit.methods.base import LabelCodec
+
+    codec = LabelCodec(classes=("old", "young", "newborn"))
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 1.0], [-2.0, -1.0, -0.5]])
+    assert codec.decode(logits).tolist() == [1, 0, 2]
+    labels = torch.tensor([2, 0, 1])
+    assert codec.decode(torch.nn.functional.one_hot(labels, 3).float()).tolist() == [2, 0, 1]
+    assert float(codec.loss(logits, codec.decode(logits))) < float(codec.loss(logits, labels))

@@ -116,6 +116,9 @@ class ToyTask:
         with torch.no_grad():
             return {"selection": float(((self.model(self.x) - self.y) ** 2).mean())}
 
+    def selected(self) -> set[str]:
+        return {"model"}
+
     def samples(self) -> list[torch.Tensor]:
         return []
 
@@ -150,6 +153,51 @@ def test_loop_learns_selects_best_and_skips_finished_stage(tmp_path: Path) -> No
     again = run_loop(fresh, tmp_path, s)  # finished stage: loads its weights, trains nothing
     assert again.trained_steps == 0
     assert torch.equal(fresh.model.weight, task.model.weight)
+
+
+class TwoModuleTask(ToyTask):
+    """A 'translator' and a 'predictor' that count their steps in their weights, and a
+    validation curve whose best step is not the last: only the predictor is selected."""
+
+    def __init__(self, curve: list[float]) -> None:
+        super().__init__()
+        self.translator, self.predictor = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+        for m in (self.translator, self.predictor):
+            nn.init.zeros_(m.weight)
+        self.curve = iter(curve)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"translator": self.translator, "predictor": self.predictor}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            for m in (self.translator, self.predictor):
+                m.weight += 1.0
+        return {"loss": torch.tensor(0.0)}
+
+    def validate(self) -> dict[str, float]:
+        return {"selection": next(self.curve)}
+
+    def selected(self) -> set[str]:
+        return {"predictor"}
+
+
+def test_validation_selects_the_predictor_and_translators_keep_their_last_step(
+    tmp_path: Path,
+) -> None:
+    """The predictor is restored to the best validation step (2 of 4); the translator keeps
+    step 4, in memory and in the final checkpoint a finished stage is reloaded from."""
+    s = LoopSettings(stage="toy", steps=4, log_every=1, eval_every=1, ckpt_every=2, quiet=True)
+    task = TwoModuleTask([3.0, 1.0, 2.0, 4.0])
+    result = run_loop(task, tmp_path, s)
+    assert result.best_step == 2
+    assert task.predictor.weight.item() == 2.0 and task.translator.weight.item() == 4.0
+    again = TwoModuleTask([])
+    run_loop(again, tmp_path, s)
+    assert again.predictor.weight.item() == 2.0 and again.translator.weight.item() == 4.0
 
 
 def test_linear_decay_schedule() -> None:

@@ -103,10 +103,25 @@ class TrainConfig(_Strict):
     lr_translator: float = Field(2e-4, gt=0)
     lr_predictor: float = Field(1e-3, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of the translator")
-    lambda_pred: float = Field(1e-3, ge=0, description="weight of L_pred in G's objective")
+    lambda_pred: float = Field(
+        1e-3,
+        ge=0,
+        description="weight of L_pred in G's objective, L_pred in label units as the paper "
+        "puts it (regression: the MSE in years² for ages; the paper's lambda is 1e-3). The "
+        "predictor itself learns on standardised labels",
+    )
     lambda_cyc: float = Field(10.0, ge=0)
+    lambda_identity: float = Field(
+        0.5,
+        ge=0,
+        description="identity loss L1(G(x), x) + L1(F(y), y) as a fraction of lambda_cyc "
+        "(CycleGAN's convention: 0.5 weighs it 5 beside the cycle's 10); 0 disables",
+    )
     lambda_sem: float = Field(
-        1.0, ge=0, description="cycada: weight of the frozen predictor's loss in G's objective"
+        1.0,
+        ge=0,
+        description="cycada: weight of the frozen predictor's loss (on standardised labels, "
+        "or cross-entropy) in G's objective",
     )
     pool_size: int = Field(50, ge=0)
     decay_start: float = Field(0.5, ge=0, le=1, description="fraction of steps before LR decay")

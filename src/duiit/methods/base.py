@@ -49,9 +49,16 @@ class LabelCodec:
         return ((labels.double() - self.mean) / self.std).float()
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training loss on encoded labels (MSE of standardised labels, or cross-entropy)."""
         if self.classes is not None:
             return F.cross_entropy(out.float(), target)
         return F.mse_loss(out.float(), target)
+
+    @property
+    def label_units(self) -> float:
+        """The factor turning `loss` into label units: std² for regression (an MSE of
+        standardised labels times std² is the MSE in years²), 1 for classes."""
+        return 1.0 if self.classes is not None else self.std**2
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         """Outputs -> label units (regression) or class indices."""

@@ -1,7 +1,8 @@
 """Translate first, then train: CycleGAN (the translator alone: no task signal at all) and
-CyCADA-style semantic consistency (the translator steered by a predictor pre-trained on the
-real target and then frozen). Both then train a fresh predictor on real target images plus
-the translated sources."""
+`cycada`, CyCADA-style semantic consistency (the translator steered by a target-task network
+pre-trained on the real target and then frozen; CyCADA's feature-level alignment is not
+part of it). Both then train a fresh predictor on real target images plus the translated
+sources."""
 
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ class Cycada(Method):
     uses_sources = True
     translates = True
     description = (
-        "CycleGAN + semantic consistency from a frozen real-target predictor "
-        "(train.lambda_sem), then predictor on real + translated"
+        "CycleGAN + CyCADA-style semantic consistency: a frozen target-task network "
+        "pre-trained on the real target scores G(y) against the source labels "
+        "(train.lambda_sem; no feature-level alignment), then predictor on real + translated"
     )
 
     def fit(

@@ -1,15 +1,19 @@
 """DUIIT: the translator (CycleGAN per source) and the predictor trained jointly.
 
-L = L_adv(D_t, G) + L_adv(D_s, F) + lambda_cyc * L_cyc + lambda * L_pred, where L_pred is the
-predictor's loss on real target images and on translated source images G(y) with the
-source labels. The predictor minimises L_pred itself; G receives lambda times its gradient,
-which is what steers the translation towards what matters for the task.
+L = L_adv(D_t, G) + L_adv(D_s, F) + lambda_cyc * (L_cyc + lambda_identity * L_idt)
+    + lambda * L_pred,
+where L_pred is the predictor's loss on real target images and on translated source images
+G(y) with the source labels, in label units as the paper puts it (years² for ages). The
+predictor minimises L_pred itself (on standardised labels, where its learning rate is
+tuned); G receives lambda times the gradient of L_pred in label units, which is what steers
+the translation towards what matters for the task.
 
 The same step, with another coupling between translator and task, gives the variants that
 isolate that claim: `detached` (the predictor co-trains on G(y) but no gradient reaches G,
-as the authors' released code does), `frozen` (CyCADA's semantic consistency: a predictor
-pre-trained on the real target and frozen scores G(y) against the source labels, and that
-loss reaches G) and `none` (plain CycleGAN).
+as the authors' released code does), `frozen` (a target-task network pre-trained on the
+real target and frozen scores G(y) against the source labels, and that loss reaches G:
+CyCADA's semantic consistency, without its feature-level alignment) and `none` (plain
+CycleGAN).
 """
 
 from __future__ import annotations
@@ -131,8 +135,8 @@ class TranslationTask:
         self, x: torch.Tensor, rx: torch.Tensor, ys: dict[str, tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """G/F/P losses of one batch, plus the fakes the discriminators will judge."""
-        b = self.bank
-        adv_g = adv_f = cyc = x.new_zeros(())
+        b, t = self.bank, self.cfg.train
+        adv_g = adv_f = cyc = idt = x.new_zeros(())
         fakes_t, fakes_s = {}, {}
         for m, (y, _) in ys.items():
             fake_t = b.G[m](y)
@@ -140,11 +144,16 @@ class TranslationTask:
             adv_g = adv_g + lsgan(b.D_t(fake_t), True)
             adv_f = adv_f + lsgan(b.D_s[m](fake_s), True)
             cyc = cyc + F.l1_loss(b.F[m](fake_t), y) + F.l1_loss(b.G[m](fake_s), x)
+            if t.lambda_identity > 0:  # a target image through G (a source one through F)
+                idt = idt + F.l1_loss(b.G[m](x), x) + F.l1_loss(b.F[m](y), y)
             fakes_t[m], fakes_s[m] = fake_t, fake_s
         losses = {"adv_G": adv_g, "adv_F": adv_f, "cyc": cyc}
+        if t.lambda_identity > 0:
+            losses["idt"] = idt
         source_labels = [r for _, r in ys.values()]
         if self.predictor is not None:
-            lam = self.cfg.train.lambda_pred
+            # G's share of L_pred in label units: lambda * std² * dL(standardised)/dG.
+            lam = t.lambda_pred * self.codec.label_units
             coupled = [
                 scale_grad(f, lam) if self.coupling == "joint" else f.detach()
                 for f in fakes_t.values()
@@ -158,6 +167,19 @@ class TranslationTask:
                 self.frozen(torch.cat(list(fakes_t.values()))), torch.cat(source_labels)
             )
         return losses, fakes_t, fakes_s
+
+    def objective(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What G, F (and P) minimise together. lambda_pred is not here: it is applied inside
+        `generator_losses` to the gradient G receives, so that P still gets all of L_pred."""
+        t = self.cfg.train
+        cycle = losses["cyc"] + t.lambda_identity * losses.get("idt", 0.0)
+        return (
+            losses["adv_G"]
+            + losses["adv_F"]
+            + t.lambda_cyc * cycle
+            + losses.get("pred", 0.0)
+            + t.lambda_sem * losses.get("sem", 0.0)
+        )
 
     def discriminator_losses(
         self,
@@ -191,9 +213,7 @@ class TranslationTask:
             d.requires_grad_(False)
         with self.rt.autocast():
             losses, fakes_t, fakes_s = self.generator_losses(x, rx, ys)
-        t = self.cfg.train
-        total = losses["adv_G"] + losses["adv_F"] + t.lambda_cyc * losses["cyc"]
-        total = total + losses.get("pred", 0.0) + t.lambda_sem * losses.get("sem", 0.0)
+        total = self.objective(losses)
         stepped = [self.opt[k] for k in ("G", "P") if k in self.opt]
         for opt in stepped:
             opt.zero_grad(set_to_none=True)
@@ -229,6 +249,11 @@ class TranslationTask:
                 translate(self.bank.G[m], imgs, self.rt), self.real_target
             )
         return metrics
+
+    def selected(self) -> set[str]:
+        """Validation selects the predictor; the translators keep their last weights, the
+        one rule for every translating method (so their translations compare alike)."""
+        return {"predictor"} if self.predictor is not None else set()
 
     def samples(self) -> list[torch.Tensor]:
         rows = []

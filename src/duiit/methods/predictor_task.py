@@ -139,6 +139,9 @@ class PredictorTask:
     def validate(self) -> dict[str, float]:
         return predictor_selection(self.predictor, self.val, self.codec, self.rt)
 
+    def selected(self) -> set[str]:
+        return set(self.modules())  # the predictor and its domain head, selected together
+
     def samples(self) -> list[torch.Tensor]:
         return []
 

@@ -41,6 +41,12 @@ class Task(Protocol):
         """Validation metrics; the key `selection` (lower is better) drives model choice."""
         ...
 
+    def selected(self) -> set[str]:
+        """Keys of `modules()` that validation selects: at the end of the stage they hold
+        their weights of the best `selection` step; every other module keeps its last
+        weights (a translator is not rolled back to where its predictor did best)."""
+        ...
+
     def samples(self) -> list[torch.Tensor]:
         """Rows of images (N, 1, H, W) in [-1, 1] for the sample grid; [] for none."""
         ...
@@ -208,16 +214,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _weights(task: Task) -> dict[str, Any]:
+def _weights(task: Task, only: set[str] | None = None) -> dict[str, Any]:
     return {
         k: {n: t.detach().clone() for n, t in m.state_dict().items()}
         for k, m in task.modules().items()
+        if only is None or k in only
     }
 
 
-def _load_weights(task: Task, weights: dict[str, Any]) -> None:
+def _load_weights(task: Task, weights: dict[str, Any], only: set[str] | None = None) -> None:
     for k, m in task.modules().items():
-        m.load_state_dict(weights[k])
+        if only is None or k in only:
+            m.load_state_dict(weights[k])
 
 
 @dataclass
@@ -230,8 +238,9 @@ class LoopResult:
 def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = None) -> LoopResult:
     """Train `task` for `s.steps`, resuming from this stage's last checkpoint if there is one.
 
-    At the end the modules hold the weights with the best validation `selection` (or the
-    last weights if the task reports none), also saved as `<stage>-final.pt`. Under torchrun
+    At the end the modules the task's validation selects (`Task.selected`) hold their
+    weights of the best validation `selection` (or their last weights if the task reports
+    none), the others their last weights; saved as `<stage>-final.pt`. Under torchrun
     every process trains; losses and validation metrics are averaged over processes so all
     take the same decisions, and only rank 0 writes.
     """
@@ -295,7 +304,8 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                     if math.isfinite(sel) and sel < best_sel:
                         best_sel, best_step = sel, n
                         if main:
-                            atomic_save({"weights": _weights(task), "step": n}, best)
+                            weights = _weights(task, task.selected())
+                            atomic_save({"weights": weights, "step": n}, best)
                 if main and (n % s.sample_every == 0 or ending):
                     save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
                 if main and (n % s.ckpt_every == 0 or ending):
@@ -318,7 +328,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
             log.close()
     barrier()  # rank 0's best checkpoint is on disk for every rank
     if best_step > 0 and best.exists():
-        _load_weights(task, load_checkpoint(best)["weights"])
+        _load_weights(task, load_checkpoint(best)["weights"], task.selected())
     if main:
         atomic_save(
             {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
