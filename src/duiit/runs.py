@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,14 @@ from duiit import __version__
 from duiit.config import Config, DataConfig, load_config, save_config
 from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
 from duiit.data.sources import INTENSITY_COLUMNS, load_files, read_manifest
-from duiit.errors import DuiitError
+from duiit.data.splits import Split
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.evaluation.metrics import prediction_metrics
 from duiit.files import (
     LOCK_NAME,
     folder_lock,
     new_output,
+    read_csv,
     read_json,
     staged_dir,
     write_csv,
@@ -129,7 +132,7 @@ def execute(
                 Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
         seed_everything(cfg.train.seed)
-        used = sources if cls.uses_sources else []
+        used = held_out_sources(sources, val, test, quiet) if cls.uses_sources else []
         start = time.perf_counter()
         fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
         seconds = time.perf_counter() - start
@@ -140,7 +143,7 @@ def execute(
             "target": target.modality,
             "sources": [c.modality for c in used],
             "split_seed": split_seed,
-            "metrics": prediction_metrics(pred, true, target.classes),
+            "metrics": prediction_metrics(pred, true, target.classes, test.patient_ids),
             "n": {
                 "train": len(train),
                 "val": len(val),
@@ -152,6 +155,7 @@ def execute(
         }
         if rt.is_main:  # result.json last: its presence means the run finished
             fitted.save(run_dir / "model.pt")
+            write_csv(split_table(target, split), run_dir / SPLIT_FILE)
             predictions = pd.DataFrame(
                 {
                     "path": test.meta["path"],
@@ -165,6 +169,57 @@ def execute(
             write_json(result, result_path)
         barrier()
     return result
+
+
+SPLIT_FILE = "split.csv"
+
+
+def split_table(target: Cohort, split: Split) -> pd.DataFrame:
+    """Which side of the split each target image was on (the resolved file, path and slice
+    as the manifest names them): what `augment` needs to write the run's training images
+    and no others."""
+    part = np.empty(len(target), dtype=object)
+    for name in ("train", "val", "test"):
+        part[getattr(split, name)] = name
+    files = [
+        str((Path(m).parent / p).resolve())
+        for m, p in zip(target.meta["manifest"], target.meta["path"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "file": files,
+            "path": target.meta["path"],
+            "slice": target.meta["slice"],
+            "patient_id": target.patient_ids,
+            "part": part,
+        }
+    )
+
+
+def held_out_sources(
+    sources: list[Cohort], val: Cohort, test: Cohort, quiet: bool = False
+) -> list[Cohort]:
+    """Sources without the images of the target's validation and test patients. Under
+    `data.disjoint_patients=false` a patient may have images in a source modality too; kept,
+    they would let training see the held-out patients (through their other scans)."""
+    held = set(map(str, val.patient_ids)) | set(map(str, test.patient_ids))
+    kept = []
+    for c in sources:
+        keep = np.array([str(p) not in held for p in c.patient_ids], dtype=bool)
+        if not keep.all():
+            dropped = int((~keep).sum())
+            patients = len({str(p) for p in c.patient_ids[~keep]})
+            if not quiet:
+                warnings.warn(
+                    f"{dropped} {c.modality} image(s) of {patients} validation/test "
+                    f"patient(s) of this split left out of training (data.disjoint_patients"
+                    "=false lets a patient appear in two modalities)",
+                    DuiitWarning,
+                    stacklevel=2,
+                )
+            c = c.subset(np.flatnonzero(keep))
+        kept.append(c)
+    return kept
 
 
 def refuse_existing_run(out: Path) -> None:
@@ -322,11 +377,13 @@ def augment(
     force: bool = False,
     quiet: bool = False,
 ) -> Path:
-    """`duiit augment`: the augmented target training set — real target files (copied) plus
-    translated sources — as files and one manifest, usable by any training pipeline."""
+    """`duiit augment`: the run's augmented training set — the real target images it trained
+    on (files copied; its validation and test patients left out) plus translated sources —
+    as files and one manifest, usable by any training pipeline."""
     fitted, cfg, rt = _run_parts(run_dir)
     real = read_manifest(target)
     target_modality = str(real["modality"].iloc[0])
+    trained = _training_slices(run_dir, target, real)
     cohorts = [
         c
         for s in sources
@@ -335,27 +392,57 @@ def augment(
     with staged_dir(out, force) as tmp:
         rows = []
         for _, r in real.iterrows():
-            src = (Path(target).parent / r["path"]).resolve()
-            if not src.exists():
-                raise DuiitError(f"{target}, line {r['line']}: file {src} does not exist")
+            src = (Path(target).parent / r["path"].strip()).resolve()
+            slices = trained.get(str(src), [])
+            if str(r.get("slice", "")).strip():
+                slices = [k for k in slices if k == int(r["slice"])]
+            if not slices:
+                continue  # a validation or test image, or one the run did not use
             rel = Path("real") / f"{r['line']:05d}_{src.name}"
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp / rel)
-            rows.append(
+            rows += [
                 {
                     "path": rel.as_posix(),
                     "label": r["label"],
                     "patient_id": r["patient_id"],
                     "modality": target_modality,
+                    "slice": k,
                     "source_modality": "",
                     "source_path": r["path"],
-                    "source_slice": r.get("slice", ""),
+                    "source_slice": k,
                     **{c: r[c] for c in INTENSITY_COLUMNS if c in r},  # read as in training
                 }
-            )
+                for k in slices
+            ]
         rows += _translated_rows(fitted, cfg, rt, target_modality, cohorts, tmp, "translated/")
-        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+        frame = pd.DataFrame(rows)
+        frame["slice"] = frame["slice"].astype("Int64")  # blank for translated files, not 0.0
+        frame.to_csv(tmp / "manifest.csv", index=False)
     return out / "manifest.csv"
+
+
+def _training_slices(run_dir: Path, target: Path, real: pd.DataFrame) -> dict[str, list[int]]:
+    """The run's training images as {resolved file: slices}, from its split.csv; refused when
+    the run has none or `target` lists none of them."""
+    path = run_dir / SPLIT_FILE
+    if not path.exists():
+        raise DuiitError(
+            f"{run_dir} has no {SPLIT_FILE} (the run is unfinished or older than duiit's "
+            "split records), so its training images are not known; train the run again"
+        )
+    split = read_csv(path)
+    train = split[split["part"] == "train"]
+    slices: dict[str, list[int]] = {}
+    for file, k in zip(train["file"], train["slice"], strict=True):
+        slices.setdefault(str(file), []).append(int(k))
+    files = {str((Path(target).parent / p.strip()).resolve()) for p in real["path"]}
+    if not files & set(slices):
+        raise DuiitError(
+            f"{target} lists none of the images run {run_dir} trained on; give the run's "
+            "target manifest (see its run.json)"
+        )
+    return slices
 
 
 def predict(

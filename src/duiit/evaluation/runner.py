@@ -179,8 +179,7 @@ def run_quality(
                 quality["notes"].append(str(exc))
     if ref is None:
         quality["notes"].append(
-            "task FID and consistency need the target_only run of the same "
-            "split (add target_only to methods)"
+            f"task FID and consistency need the split's quality reference ({reference})"
         )
     atomic_save(examples, run_dir / "translations.pt")
     write_json(quality, path)
@@ -202,7 +201,10 @@ def collect(out: Path) -> pd.DataFrame:
             "setting": run_dir.parent.parent.name,
             "method": r["method"],
             "split": r["split_seed"],
+            "target": r["target"],
             "sources": "+".join(r["sources"]),
+            "n_train": r["n"]["train"],
+            "n_test": r["n"]["test"],
             "fit_seconds": r["fit_seconds"],
             **r["metrics"],
             "run_dir": str(run_dir),
@@ -216,7 +218,27 @@ def collect(out: Path) -> pd.DataFrame:
 
 def run_path(out: Path, setting: str, method: str, split: int) -> Path:
     """The folder of one (setting, method, split) run of an experiment."""
+    if setting == REFERENCE:
+        return out / "references" / f"split-{split:02d}"
     return out / "runs" / setting / method_folder(method) / f"split-{split:02d}"
+
+
+# The quality reference of a split: a target-only predictor with a seed of its own, so that
+# no method trained against it (cycada's frozen network is the split's target_only recipe
+# with the run's seed; scored by that same network, its consistency would be the loss it
+# minimised). Its seed is offset from the runs' by this much.
+REFERENCE = "quality-reference"
+REFERENCE_SEED_OFFSET = 7919
+
+
+def quality_references(
+    exp: ExperimentConfig, grid: list[tuple[str, list[Cohort], str, int]]
+) -> list[tuple[str, list[Cohort], str, int]]:
+    """One reference cell per split that has a translating run to score."""
+    if not exp.quality.enabled:
+        return []
+    splits = sorted({k for _, _, m, k in grid if get_method(m).translates})
+    return [(REFERENCE, [], "target_only", k) for k in splits]
 
 
 _WORKER: dict[str, Any] = {}
@@ -248,10 +270,11 @@ def _run_one(out: Path, setting: str, names: list[str], method: str, k: int) -> 
     run_dir = run_path(out, setting, method, k)
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.train.seed = cfg.train.seed + k
+    if setting == REFERENCE:
+        run_cfg.train.seed += REFERENCE_SEED_OFFSET
     result = execute(run_dir, method, run_cfg, target, chosen, split_seed=k, quiet=True)
     if exp.quality.enabled and get_method(method).translates and is_main_process():
-        pure = setting_name(target.modality, [])
-        reference = run_path(out, pure, "target_only", k) / "model.pt"
+        reference = run_path(out, REFERENCE, "target_only", k) / "model.pt"
         run_quality(run_dir, reference, target, chosen, exp, run_cfg)
     return result
 
@@ -337,8 +360,9 @@ def run_experiment(
     Every input is checked before anything is written; the folder is then locked for this
     process and its record compared with the new settings (`check_record`). With `workers`
     > 1 the independent runs fan out over that many processes (each with its share of CPU
-    threads, or its own GPU when several are visible). Runs that need no translator go first,
-    since translation quality is scored with the same split's target_only predictor.
+    threads, or its own GPU when several are visible). Each split's quality reference (a
+    target-only predictor of its own seed, under references/) is trained first, since
+    translation quality is scored with it.
     """
     out = Path(out)
     exp, cfg = load_experiment(config_path, overrides)
@@ -381,12 +405,14 @@ def _run_grid(
     """Run the unfinished cells of `grid`, in this process or over `workers` processes."""
     main = is_main_process()
     console = Console(quiet=quiet or not main)
+    references = quality_references(exp, grid)
+    cells = [*references, *grid]
     finished = {
-        (s, m, k) for s, _, m, k in grid if (run_path(out, s, m, k) / "result.json").exists()
+        (s, m, k) for s, _, m, k in cells if (run_path(out, s, m, k) / "result.json").exists()
     }
     todo = [
         (s, [c.modality for c in ch], m, k)
-        for s, ch, m, k in grid
+        for s, ch, m, k in cells
         if (s, m, k) not in finished
         or (
             get_method(m).translates
@@ -396,14 +422,15 @@ def _run_grid(
     ]
     console.print(f"precision: {Runtime.from_config(cfg.train).precision_note}", highlight=False)
     console.print(
-        f"{len(grid)} runs ({len(grid) - len(todo)} already finished) -> "
-        f"{out / 'runs'}" + (f" with {workers} workers" if workers > 1 else "")
+        f"{len(grid)} runs and {len(references)} quality references "
+        f"({len(cells) - len(todo)} already finished) -> {out}"
+        + (f" with {workers} workers" if workers > 1 else "")
     )
-    # The target_only runs first: translation quality is scored with the same split's
-    # target_only predictor. Then the longest runs first (translating, with most sources),
-    # so no worker idles at the end while another finishes a long run.
-    first = [t for t in todo if t[2] == "target_only"]
-    rest = [t for t in todo if t[2] != "target_only"]
+    # The quality references first: translations are scored with them. Then the longest
+    # runs first (translating, with most sources), so no worker idles at the end while
+    # another finishes a long run.
+    first = [t for t in todo if t[0] == REFERENCE]
+    rest = [t for t in todo if t[0] != REFERENCE]
     phases = [
         first,
         sorted(rest, key=lambda t: (get_method(t[2]).translates, len(t[1])), reverse=True),
@@ -416,7 +443,7 @@ def _run_grid(
         console=console,
         disable=quiet,
     ) as progress:
-        bar = progress.add_task("experiment", total=len(grid), completed=len(grid) - len(todo))
+        bar = progress.add_task("experiment", total=len(cells), completed=len(cells) - len(todo))
 
         def report(cell: tuple[str, list[str], str, int], result: dict[str, Any]) -> None:
             setting, _, method, k = cell
