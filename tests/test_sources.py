@@ -12,7 +12,7 @@ from PIL import Image
 
 from duiit.config import DataConfig
 from duiit.data import load_cohorts, load_manifest
-from duiit.data.sources import normalise
+from duiit.data.intensity import normalise
 from duiit.errors import DuiitError
 
 CFG = DataConfig(image_size=16)

@@ -114,7 +114,7 @@ def data_inspect(
     written beside the data, so read-only data can be inspected."""
     from duiit.config import load_config
     from duiit.data.inspect import contact_sheet, summarise
-    from duiit.data.sources import load_manifest
+    from duiit.data.load import load_manifest
     from duiit.files import new_output
 
     cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
