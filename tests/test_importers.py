@@ -90,8 +90,8 @@ def test_lgg_rows_per_slice_masks_skipped_patients_named(lgg: Path, tmp_path: Pa
 
 
 def test_lgg_evenly_spaced_slices_and_refusals(lgg: Path, tmp_path: Path) -> None:
-    rows, _ = _import("lgg-kaggle3m", lgg, tmp_path / "mri.csv", slices=2)
-    assert [p.rsplit("_", 1)[1] for p in rows["path"]] == ["1.tif", "10.tif"]
+    rows, _ = _import("lgg-kaggle3m", lgg, tmp_path / "mri.csv", slices=2)  # of 1, 2, 3, 10
+    assert [p.rsplit("_", 1)[1] for p in rows["path"]] == ["2.tif", "3.png"]  # ends excluded
     with pytest.raises(DuiitError, match=r"mri.csv already exists; .* --force"):
         import_dataset("lgg-kaggle3m", lgg, tmp_path / "mri.csv")
     (tmp_path / "not-lgg" / "TCGA_no_case").mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_ct_ich_nifti_layout_is_the_default_when_both_are_there(
     [c] = load_manifest(tmp_path / "ct.csv", CFG)
     assert len(c) == 8 and float(c.images[:, 0, 4, 4].float().mean()) == pytest.approx(-0.5)
     rows, _ = _import("ct-ich", ct_ich, tmp_path / "ct2.csv", slices=2)
-    assert rows["slice"].tolist() == ["0", "3", "0", "3"]
+    assert rows["slice"].tolist() == ["1", "2", "1", "2"]  # of 0..3, ends excluded
     assert len(load_manifest(tmp_path / "ct2.csv", CFG)[0]) == 4
 
 
@@ -241,7 +241,8 @@ def test_head_neck_pet_series_chosen_ordered_and_spaced(hn: Path, tmp_path: Path
     assert c.modality == "PET" and len(c) == 4
     rows, _ = _import("head-neck-pet-ct", hn, tmp_path / "pet2.csv", labels=tmp_path / "ages.csv",
                       slices=2)  # fmt: skip
-    assert rows["path"].str.endswith(("1-002.dcm", "1-004.dcm")).all() and len(rows) == 2
+    files = rows["path"].str.rsplit("/", n=1).str[1]
+    assert files.tolist() == ["1-003.dcm", "1-001.dcm"]  # z 20 and 30 of 10..40: ends excluded
 
 
 def test_head_neck_ages_from_excel_sheets(hn: Path, tmp_path: Path) -> None:

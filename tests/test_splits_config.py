@@ -11,6 +11,7 @@ import torch
 
 from duiit.config import load_config, parse_overrides
 from duiit.data import Cohort, split_cohort
+from duiit.data.cohort import evenly_spaced
 from duiit.errors import DuiitError
 
 
@@ -82,3 +83,10 @@ def test_central_slices_even_out_whole_stacks_beside_single_slices() -> None:
     kept = cohort.central_slices(5)
     assert kept.images[:, 0, 0, 0].tolist() == [4, 9, 13, 18, 22, 27, 28, 29]
     assert cohort.central_slices(0) is cohort
+
+
+def test_evenly_spaced_leaves_out_both_ends() -> None:
+    """The one rule for data.slices_per_patient and `data import --slices`."""
+    assert evenly_spaced(range(27), 1) == [13]  # the middle, not the skull base
+    assert evenly_spaced(range(10), 4) == [2, 4, 6, 8]
+    assert evenly_spaced("abc", 3) == evenly_spaced("abc", 0) == ["a", "b", "c"]

@@ -159,7 +159,9 @@ def data_import(
         "Needed for head-neck-pet-ct: TCIA's clinical table, CSV or Excel (Patient #, Age).",
     ),
     slices: int = typer.Option(
-        0, min=0, help="Take N evenly spaced slices per patient (0: every slice)."
+        0,
+        min=0,
+        help="Take N evenly spaced slices per patient, first and last excluded (0: every slice).",
     ),
     layout: str = typer.Option(
         "auto", help="ct-ich only: jpg or nifti, when the folder holds both (auto: nifti)."

@@ -1,5 +1,5 @@
-"""What every dataset importer shares: finding the dataset's folder, its age table, evenly
-spaced slices, keeping account of what was skipped and why, and writing the manifest.
+"""What every dataset importer shares: finding the dataset's folder, its age table, keeping
+account of what was skipped and why, and writing the manifest.
 
 An importer turns a published download layout into manifest rows that reference the files
 where they are; nothing is copied and nothing but the manifest is written.
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import numpy as np
 import pandas as pd
 
 from duiit.data.manifest import finite_numbers, normalise_header, read_sheets
 from duiit.errors import DuiitError, explain
 from duiit.files import write_csv
-
-T = TypeVar("T")
 
 #: Manifest columns in the order they are written; importers fill the ones they know.
 COLUMNS = ("path", "label", "patient_id", "modality", "slice", "units", "display_window", "channel")
@@ -114,13 +110,6 @@ def read_age_table(
     valid = {patient_id(i): float(a) for i, a in zip(ids[ok], ages[ok], strict=True)}
     missing = {patient_id(i) for i in ids[~ok & ids.ne("")]} - set(valid)
     return valid, missing
-
-
-def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
-    """`n` items spread evenly from first to last (all of them when n is 0 or too many)."""
-    if n <= 0 or n >= len(items):
-        return list(items)
-    return [items[round(k)] for k in np.linspace(0, len(items) - 1, n)]
 
 
 def numbered(paths: list[Path], pattern: str) -> list[Path]:

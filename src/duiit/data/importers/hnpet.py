@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pydicom
 
+from duiit.data.cohort import evenly_spaced
 from duiit.data.importers.common import (
     Imported,
     Options,
     add_patient,
     age_table,
-    evenly_spaced,
     read_age_table,
 )
 from duiit.data.readers import dicom_slice_key
