@@ -174,12 +174,7 @@ def data_import(
     report = import_dataset(
         dataset, src, out, Options(labels=labels, slices=slices, layout=layout), force
     )
-    lo, hi = report.label_range
-    console.print(
-        f"{dataset}: {report.patients} patients, {report.rows} rows, "
-        f"age {lo:g}-{hi:g} -> {report.manifest}",
-        highlight=False,
-    )
+    console.print(report.summary(dataset), highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if report.skipped:

@@ -55,6 +55,16 @@ class Report:
     skipped: list[tuple[str, str]]
     notes: list[str]
 
+    def summary(self, dataset: str) -> str:
+        """The line `duiit data import` prints first: counts, ages, where the manifest is.
+        Ages to at most 3 decimals, so a newborn reads 0.003 y rather than 0.00274725, and
+        one age when all are equal."""
+        ages = "–".join(dict.fromkeys(f"{round(a, 3):g}" for a in self.label_range))
+        return (
+            f"{dataset}: {self.patients} patients, {self.rows} rows, age {ages} y "
+            f"-> {self.manifest}"
+        )
+
 
 def find_root(src: Path, looks_right: Callable[[Path], bool], expected: str) -> Path:
     """The dataset's own folder: `src` itself or a folder up to two levels below it (the
