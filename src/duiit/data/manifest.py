@@ -1,10 +1,10 @@
 """CSV -> validated rows: the manifests users write and the label tables datasets ship.
 
 Both are read by `read_csv`, the one way duiit reads a CSV: every cell as text, headers
-compared ignoring case, spacing and line breaks, a byte-order mark ignored, and a row longer
-than its header refused (pandas would otherwise shift it silently). A manifest is
-`path,label,patient_id[,modality][,slice]` plus the per-row intensity columns, one row per
-image or volume, paths relative to the CSV; every row keeps its CSV line number for errors.
+compared ignoring case, spacing and line breaks, and a row longer than its header refused
+(pandas would otherwise shift it silently). A manifest is `path,label,patient_id
+[,modality][,slice]` plus the per-row intensity columns, one row per image or volume, paths
+relative to the CSV; every row keeps its CSV line number for errors.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ def read_csv(path: Path, kind: str, needs: str) -> pd.DataFrame:
                 keep_default_na=False,
                 skipinitialspace=True,
                 index_col=False,
-                encoding="utf-8-sig",
             )
     except pd.errors.ParserWarning:
         raise DuiitError(
