@@ -31,6 +31,7 @@ import torch
 
 from duiit.config import Config, load_config
 from duiit.data import load_cohorts
+from duiit.data.splits import image_goals
 from duiit.demo import DEMO_EXPERIMENT, prepare_demo
 from duiit.evaluation.runner import ALL_METHODS, ExperimentConfig, plan
 from duiit.evaluation.runner import run_experiment as run_grid
@@ -99,7 +100,7 @@ def estimate(args: argparse.Namespace, cohort_dir: Path, scratch: Path) -> None:
     warm.train.steps = k1
     execute(scratch / "warmup", method, warm, target, chosen, split_seed=0, quiet=True)
     first, second = (probe_times(cfg, grid, target, k, scratch) for k in (k1, k2))
-    n_train = round(len(target) * cfg.data.split[0])
+    n_train = round(image_goals(cfg.data.split, len(target), target.modality)[0])
     rows = []
     for (setting, method), t1 in first.items():
         chosen = next(ch for s, ch, m, _ in grid if s == setting and m == method)

@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from duiit.config import DataConfig
 from duiit.data import load_manifest
-from duiit.data.sources import normalise
+from duiit.data.intensity import normalise
 from duiit.errors import DuiitError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -233,6 +233,11 @@ CONFIG_CASES = [
         ("data.split=[0.0, 0.0, 0.0] must be three non-negative",),
         args=_overrides("data.split=[0,0,0]"),
     ),
+    Case(
+        "split counts beyond the cohort",
+        ("data.split=[5, 2, 1] asks for 8 images but the CT cohort has 6; give counts",),
+        args=_overrides("data.split=[5,2,1]"),
+    ),
     Case("unknown preset", ("unknown preset 'huge'",), args={"preset": ["--preset", "huge"]}),
     Case(
         "config file missing",

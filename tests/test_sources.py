@@ -12,7 +12,8 @@ from PIL import Image
 
 from duiit.config import DataConfig
 from duiit.data import load_cohorts, load_manifest
-from duiit.data.sources import normalise
+from duiit.data.intensity import normalise
+from duiit.data.manifest import read_age_column
 from duiit.errors import DuiitError
 
 CFG = DataConfig(image_size=16)
@@ -149,6 +150,20 @@ def test_empty_file_and_missing_manifest(tmp_path: Path) -> None:
         load_manifest(tmp_path / "ct.csv", CFG)
     with pytest.raises(DuiitError, match=r"manifest .*nope.csv does not exist"):
         load_manifest(tmp_path / "nope.csv", CFG)
+
+
+def test_manifests_and_label_tables_share_one_csv_reader(tmp_path: Path) -> None:
+    """Both take Excel's "CSV UTF-8" (a byte-order mark first) and headers in any case,
+    spacing and line breaks, and both refuse a row longer than its header instead of
+    shifting its cells."""
+    np.save(tmp_path / "a.npy", np.arange(64, dtype=np.float32).reshape(8, 8))
+    (tmp_path / "ct.csv").write_text("\ufeffPath, Label ,patient_id\na.npy,50,p1\n")
+    (tmp_path / "ages.csv").write_text('\ufeffid,"Age\n(years)"\n1,40\n2,\n')
+    assert load_manifest(tmp_path / "ct.csv", CFG)[0].labels.tolist() == [50.0]
+    assert read_age_column(tmp_path / "ages.csv", "Age (years)") == [40.0]
+    (tmp_path / "ages.csv").write_text("id,age\n1,40,41\n")
+    with pytest.raises(DuiitError, match=r"table .*ages.csv has rows with more fields than its"):
+        read_age_column(tmp_path / "ages.csv")
 
 
 def test_corrupt_image_and_truncated_nifti(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def data_inspect(
     written beside the data, so read-only data can be inspected."""
     from duiit.config import load_config
     from duiit.data.inspect import contact_sheet, summarise
-    from duiit.data.sources import load_manifest
+    from duiit.data.load import load_manifest
     from duiit.files import new_output
 
     cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
@@ -159,7 +159,9 @@ def data_import(
         "Needed for head-neck-pet-ct: TCIA's clinical table, CSV or Excel (Patient #, Age).",
     ),
     slices: int = typer.Option(
-        0, min=0, help="Take N evenly spaced slices per patient (0: every slice)."
+        0,
+        min=0,
+        help="Take N evenly spaced slices per patient, first and last excluded (0: every slice).",
     ),
     layout: str = typer.Option(
         "auto", help="ct-ich only: jpg or nifti, when the folder holds both (auto: nifti)."
@@ -172,12 +174,7 @@ def data_import(
     report = import_dataset(
         dataset, src, out, Options(labels=labels, slices=slices, layout=layout), force
     )
-    lo, hi = report.label_range
-    console.print(
-        f"{dataset}: {report.patients} patients, {report.rows} rows, "
-        f"age {lo:g}-{hi:g} -> {report.manifest}",
-        highlight=False,
-    )
+    console.print(report.summary(dataset), highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False)
     if report.skipped:

@@ -46,7 +46,12 @@ class DataConfig(_Strict):
         "a colour image of a grey scan has equal channels, so any index gives the grey. A "
         "manifest's channel column wins",
     )
-    split: tuple[float, float, float] = Field((0.77, 0.11, 0.12), description="train/val/test")
+    split: tuple[float, float, float] = Field(
+        (0.77, 0.11, 0.12),
+        description="train/val/test: fractions of the images (scaled to sum to 1), or image "
+        "counts when all three are whole numbers summing to more than 1, e.g. [1887, 271, 280] "
+        "(the images beyond them are in no part)",
+    )
     slices_per_patient: int = Field(
         0,
         ge=0,

@@ -10,6 +10,12 @@ class DuiitError(Exception):
     """A problem with the user's input or environment, explained for the user."""
 
 
+def explain(exc: Exception) -> str:
+    """A library's exception as one line (`Type: message`), for a message that names the
+    file the library failed on; parsers wrap their messages over several lines."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 class DuiitWarning(UserWarning):
     """Input that duiit accepts but that is probably a mistake (a repeated manifest row, a
     thumbnail-sized image), named with its file and line."""

@@ -26,7 +26,9 @@ from rich.console import Console
 from duiit import __version__
 from duiit.config import Config, DataConfig, load_config, save_config
 from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
-from duiit.data.sources import INTENSITY_COLUMNS, load_files, read_manifest
+from duiit.data.intensity import INTENSITY_COLUMNS
+from duiit.data.load import load_files
+from duiit.data.manifest import read_manifest
 from duiit.data.splits import Split
 from duiit.errors import DuiitError, DuiitWarning
 from duiit.evaluation.metrics import prediction_metrics

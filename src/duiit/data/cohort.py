@@ -1,12 +1,28 @@
-"""The in-memory form of one modality's images, labels and patients."""
+"""The in-memory form of one modality's images, labels and patients, and the one rule for
+keeping a few evenly spaced slices of a stack."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
+
+T = TypeVar("T")
+
+
+def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
+    """`n` of `items` that cut them into n + 1 equal runs, ends excluded: item k·len // (n + 1)
+    for k = 1..n (27 slices, n = 5: 4, 9, 13, 18, 22; n = 1: the middle one). Ends are
+    excluded because the first and last slices of a head stack (skull base, vertex) show the
+    least anatomy. All of them when n is 0 or at least len(items). The one rule behind both
+    `data.slices_per_patient` and `duiit data import --slices`."""
+    if n <= 0 or n >= len(items):
+        return list(items)
+    return [items[k * len(items) // (n + 1)] for k in range(1, n + 1)]
 
 
 @dataclass
@@ -54,17 +70,13 @@ class Cohort:
         )
 
     def central_slices(self, n: int) -> Cohort:
-        """At most `n` images per patient, evenly spaced through that patient's images in
-        manifest order, ends excluded (for 27 slices and n=5: slices 4, 9, 13, 18, 22), as
-        the LGG release took 5 slices at 30-70 % of each stack. n=0 keeps everything."""
+        """At most `n` images per patient, `evenly_spaced` through that patient's images in
+        manifest order. n=0 keeps everything."""
         if n <= 0:
             return self
         keep: list[int] = []
         for pid in dict.fromkeys(self.patient_ids):  # patients in order of appearance
-            idx = np.flatnonzero(self.patient_ids == pid)
-            if len(idx) > n:
-                idx = idx[(np.arange(1, n + 1) * len(idx)) // (n + 1)]
-            keep.extend(idx.tolist())
+            keep.extend(evenly_spaced(np.flatnonzero(self.patient_ids == pid).tolist(), n))
         return self.subset(sorted(keep))
 
     @property

@@ -29,7 +29,7 @@ import nibabel as nib
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from duiit.data.tables import read_age_column
+from duiit.data.manifest import read_age_column
 from duiit.errors import DuiitError
 from duiit.files import staged_dir
 from duiit.progress import track

@@ -1,5 +1,5 @@
-"""What every dataset importer shares: finding the dataset's folder, its age table, evenly
-spaced slices, keeping account of what was skipped and why, and writing the manifest.
+"""What every dataset importer shares: finding the dataset's folder, its age table, keeping
+account of what was skipped and why, and writing the manifest.
 
 An importer turns a published download layout into manifest rows that reference the files
 where they are; nothing is copied and nothing but the manifest is written.
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import numpy as np
 import pandas as pd
 
-from duiit.data.tables import normalise_header, read_table
-from duiit.errors import DuiitError
+from duiit.data.manifest import finite_numbers, normalise_header, read_sheets
+from duiit.errors import DuiitError, explain
 from duiit.files import write_csv
-
-T = TypeVar("T")
 
 #: Manifest columns in the order they are written; importers fill the ones they know.
 COLUMNS = ("path", "label", "patient_id", "modality", "slice", "units", "display_window", "channel")
@@ -59,6 +55,16 @@ class Report:
     skipped: list[tuple[str, str]]
     notes: list[str]
 
+    def summary(self, dataset: str) -> str:
+        """The line `duiit data import` prints first: counts, ages, where the manifest is.
+        Ages to at most 3 decimals, so a newborn reads 0.003 y rather than 0.00274725, and
+        one age when all are equal."""
+        ages = "–".join(dict.fromkeys(f"{round(a, 3):g}" for a in self.label_range))
+        return (
+            f"{dataset}: {self.patients} patients, {self.rows} rows, age {ages} y "
+            f"-> {self.manifest}"
+        )
+
 
 def find_root(src: Path, looks_right: Callable[[Path], bool], expected: str) -> Path:
     """The dataset's own folder: `src` itself or a folder up to two levels below it (the
@@ -89,29 +95,13 @@ def age_table(options: Options, root: Path, name: str | None, what: str) -> Path
     return found
 
 
-def explain(exc: Exception) -> str:
-    """A reader's exception as one line for the skipped-files list."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
 def read_age_table(
     path: Path, id_column: str, age_column: str, patient_id: Callable[[str], str]
 ) -> tuple[dict[str, float], set[str]]:
     """Ages by patient id from a CSV or Excel table (every sheet), and the ids listed without
     a usable age. Headers match ignoring case and line breaks; `patient_id` maps the table's
     ids onto the ids the images carry."""
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        try:
-            excel = pd.read_excel(path, sheet_name=None, dtype=str)
-        except FileNotFoundError:
-            raise DuiitError(f"table {path} does not exist") from None
-        except Exception as exc:  # openpyxl's many failures: the file is not a workbook
-            raise DuiitError(
-                f"table {path} is not a readable Excel file ({explain(exc)})"
-            ) from None
-        sheets = [sheet.rename(columns=normalise_header) for sheet in excel.values()]
-    else:
-        sheets = [read_table(path)]
+    sheets = read_sheets(path)
     wanted = (normalise_header(id_column), normalise_header(age_column))
     frames = []
     for sheet in sheets:
@@ -123,20 +113,13 @@ def read_age_table(
             f"age table {path} has no columns {id_column!r} and {age_column!r} (found {found}); "
             "give the dataset's own table with --labels"
         )
-    table = pd.concat(frames).fillna("")
+    table = pd.concat(frames)
     ids = table[wanted[0]].astype(str).str.strip()
-    ages = pd.to_numeric(table[wanted[1]].astype(str).str.strip(), errors="coerce")
-    ok = ids.ne("") & ages.notna() & np.isfinite(ages.fillna(0)) & ages.ge(0)
+    ages = finite_numbers(table[wanted[1]])
+    ok = ids.ne("") & ages.ge(0)
     valid = {patient_id(i): float(a) for i, a in zip(ids[ok], ages[ok], strict=True)}
     missing = {patient_id(i) for i in ids[~ok & ids.ne("")]} - set(valid)
     return valid, missing
-
-
-def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
-    """`n` items spread evenly from first to last (all of them when n is 0 or too many)."""
-    if n <= 0 or n >= len(items):
-        return list(items)
-    return [items[round(k)] for k in np.linspace(0, len(items) - 1, n)]
 
 
 def numbered(paths: list[Path], pattern: str) -> list[Path]:

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pydicom
 
+from duiit.data.cohort import evenly_spaced
 from duiit.data.importers.common import (
     Imported,
     Options,
     add_patient,
     age_table,
-    evenly_spaced,
-    explain,
     read_age_table,
 )
-from duiit.data.sources import dicom_slice_key
-from duiit.errors import DuiitError
+from duiit.data.readers import dicom_slice_key
+from duiit.errors import DuiitError, explain
 
 
 def _series_folders(src: Path) -> dict[Path, list[Path]]:

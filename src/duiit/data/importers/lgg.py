@@ -8,12 +8,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from duiit.data.cohort import evenly_spaced
 from duiit.data.importers.common import (
     Imported,
     Options,
     add_patient,
     age_table,
-    evenly_spaced,
     find_root,
     numbered,
     read_age_table,

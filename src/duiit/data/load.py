@@ -1,0 +1,207 @@
+"""Manifest rows -> normalised cohorts: read each row's file, map its values to [-1, 1], keep
+its slices, stack one `Cohort` per modality, and check that modalities share no patient.
+
+`load_cohorts` is what training uses: the target manifest (one modality) and every source.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from duiit.config import DataConfig
+from duiit.data.cohort import Cohort
+from duiit.data.intensity import file_intensities, to_square, warn_mixed_units
+from duiit.data.manifest import class_names, parse_labels, read_manifest
+from duiit.data.readers import read_image
+from duiit.errors import DuiitError, DuiitWarning, explain
+from duiit.progress import track
+
+
+def _check_pixels(slices: np.ndarray, where: str, path: Path, size: int) -> None:
+    """Refuse NaN/Inf pixels (they would surface only as a diverged training) and warn about
+    an image so small that resizing it to `size` px invents nearly all of it."""
+    bad = int(np.size(slices) - np.count_nonzero(np.isfinite(slices)))
+    if bad:
+        raise DuiitError(
+            f"{where}: {path} has {bad} non-finite pixel value(s) (NaN or Inf); "
+            "fix or remove the file"
+        )
+    h, w = slices.shape[-2:]
+    if min(h, w) * 4 < size:
+        warnings.warn(
+            f"{where}: {path} is only {h}x{w} px and is enlarged to {size}x{size}; "
+            "is it a thumbnail or the wrong file?",
+            DuiitWarning,
+            stacklevel=2,
+        )
+
+
+def _chosen_slices(wanted: object, n: int, where: str, name: str) -> range | list[int]:
+    """The slice a row's `slice` cell names (from 0), or every slice when it is blank."""
+    if not (isinstance(wanted, str) and wanted.strip()):
+        return range(n)
+    try:
+        k = int(wanted)
+    except ValueError:
+        raise DuiitError(f"{where}: slice {wanted!r} is not an integer") from None
+    if not 0 <= k < n:
+        raise DuiitError(
+            f"{where}: slice {k} is out of range; {name} has {n} slice(s), numbered from 0"
+        )
+    return [k]
+
+
+def _expand_rows(
+    df: pd.DataFrame, base: Path, origin: str, cfg: DataConfig, quiet: bool
+) -> Iterator[tuple[pd.Series, int, np.ndarray, dict[str, object]]]:
+    """Yield (row, slice index, normalised slice, facts for the cohort's meta) for every
+    usable slice."""
+    for _, row in track(df.iterrows(), f"reading {Path(origin).name}", len(df), quiet):
+        path = (base / row["path"].strip()).resolve()
+        where = f"{origin}, line {row['line']}"
+        if not path.exists():
+            raise DuiitError(
+                f"{where}: file {path} does not exist; paths are relative to the manifest's folder"
+            )
+        try:
+            image = read_image(path)
+        except DuiitError as exc:
+            raise DuiitError(f"{where}: {path} {exc}") from None
+        except Exception as exc:  # any reader failure is the file's fault: say which file
+            raise DuiitError(
+                f"{where}: cannot read {path} ({explain(exc)}); "
+                "is the file complete and in a supported format "
+                "(DICOM, NIfTI, PNG/JPEG/TIFF, NPY)?"
+            ) from None
+        try:
+            slices, norm, units, window = file_intensities(image, row, cfg)
+        except DuiitError as exc:
+            raise DuiitError(f"{where}: {path} {exc}") from None
+        _check_pixels(slices, where, path, cfg.image_size)
+        chosen = _chosen_slices(row.get("slice", ""), len(slices), where, path.name)
+        for k in chosen:
+            if len(chosen) > 1 and np.ptp(slices[k]) == 0:
+                continue  # empty slice of a volume: nothing to learn from
+            h, w = slices[k].shape
+            yield row, k, norm[k], {"raw_h": h, "raw_w": w, "units": units, "window": window}
+
+
+def _cohorts(
+    df: pd.DataFrame,
+    base: Path,
+    origin: str,
+    cfg: DataConfig,
+    quiet: bool,
+    classes: tuple[str, ...] | None,
+) -> list[Cohort]:
+    """Rows with parsed labels -> one cohort per modality."""
+    cohorts = []
+    for modality, part in df.groupby("modality", sort=True):
+        images, labels, pids, meta = [], [], [], []
+        for row, k, img, facts in _expand_rows(part, base, origin, cfg, quiet):
+            images.append(
+                to_square(torch.from_numpy(np.ascontiguousarray(img))[None], cfg.image_size)
+            )
+            labels.append(row["label"])
+            pids.append(row["patient_id"].strip())
+            meta.append(
+                {
+                    "path": row["path"].strip(),
+                    "slice": k,
+                    "line": row["line"],
+                    "manifest": origin,
+                    **facts,
+                }
+            )
+        if not images:
+            raise DuiitError(f"{origin}: no usable (non-empty) slices for modality {modality}")
+        warn_mixed_units(pd.DataFrame(meta), origin, str(modality))
+        if classes is not None:
+            lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
+        else:
+            lab = torch.tensor(np.asarray(labels, dtype=np.float32))
+        cohort = Cohort(
+            str(modality),
+            torch.cat(images).to(torch.float16),
+            lab,
+            np.asarray(pids, dtype=object),
+            pd.DataFrame(meta),
+            classes,
+        )
+        cohorts.append(cohort.central_slices(cfg.slices_per_patient))
+    return cohorts
+
+
+def load_manifest(
+    csv_path: Path, cfg: DataConfig, quiet: bool = False, classes: tuple[str, ...] | None = None
+) -> list[Cohort]:
+    """Load every image of a manifest, one cohort per modality it lists."""
+    csv_path = Path(csv_path)
+    df = read_manifest(csv_path)
+    task = "classification" if classes is not None else cfg.task
+    df["label"] = parse_labels(df, csv_path, task)
+    return _cohorts(df, csv_path.parent, str(csv_path), cfg, quiet, classes)
+
+
+def load_files(paths: list[Path], modality: str, cfg: DataConfig, quiet: bool = False) -> Cohort:
+    """Unlabelled image files (for prediction) as one cohort; labels are NaN."""
+    df = pd.DataFrame(
+        {
+            "path": [str(Path(p).resolve()) for p in paths],
+            "label": np.nan,
+            "patient_id": [Path(p).name for p in paths],
+            "modality": modality,
+            "line": np.arange(len(paths)) + 1,
+        }
+    )
+    [cohort] = _cohorts(df, Path.cwd(), "command-line file", cfg, quiet, None)
+    return cohort
+
+
+def check_disjoint(cohorts: list[Cohort]) -> None:
+    """Refuse a patient id that appears in two modalities' cohorts (unpaired by design)."""
+    seen: dict[str, Cohort] = {}
+    for c in cohorts:
+        for pid in np.unique(c.patient_ids):
+            other = seen.get(pid)
+            if other is not None and other.modality != c.modality:
+                raise DuiitError(
+                    f"patient {pid!r} appears in {other.modality} "
+                    f"({other.meta['manifest'].iloc[0]}) and in {c.modality} "
+                    f"({c.meta['manifest'].iloc[0]}); the modalities were declared disjoint. "
+                    "Rename the ids if they are different people, or set "
+                    "data.disjoint_patients=false if they are the same patients"
+                )
+            seen[pid] = c
+
+
+def load_cohorts(
+    target: Path, sources: list[Path], cfg: DataConfig, quiet: bool = False
+) -> tuple[Cohort, list[Cohort]]:
+    """Load the target cohort (exactly one modality) and every source modality."""
+    classes = class_names([Path(target), *map(Path, sources)], cfg)
+    targets = load_manifest(target, cfg, quiet, classes)
+    if len(targets) != 1:
+        raise DuiitError(
+            f"target manifest {target} lists {len(targets)} modalities "
+            f"({', '.join(c.modality for c in targets)}); give exactly one"
+        )
+    src: list[Cohort] = []
+    for path in sources:
+        src.extend(load_manifest(path, cfg, quiet, classes))
+    names = [c.modality for c in [targets[0], *src]]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise DuiitError(
+            f"modality {sorted(dup)[0]} is given twice (target and sources must "
+            "be different modalities); set the `modality` column to tell them apart"
+        )
+    if cfg.disjoint_patients:
+        check_disjoint([targets[0], *src])
+    return targets[0], src
