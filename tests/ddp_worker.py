@@ -10,27 +10,13 @@ import glob
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
+from helpers import noise_cohort
 
 from duiit.config import load_config
-from duiit.data.cohort import Cohort
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
 from duiit.training.runtime import Runtime, distributed_job, seed_everything
-
-
-def cohort(name: str, seed: int) -> Cohort:
-    g = torch.Generator().manual_seed(seed)
-    images = (torch.rand(16, 1, 32, 32, generator=g) * 2 - 1).to(torch.float16)
-    return Cohort(
-        name,
-        images,
-        torch.rand(16, generator=g),
-        np.array(["p"] * 16, dtype=object),
-        pd.DataFrame({"path": ["x"] * 16}),
-    )
 
 
 def main(out: str, batch: int) -> None:
@@ -61,7 +47,7 @@ def train_and_save(out: str, batch: int) -> None:
     )
     rt = Runtime.from_config(cfg.train)
     seed_everything(0)
-    target, source = cohort("CT", 1), cohort("MRI", 2)
+    target, source = noise_cohort("CT", 1), noise_cohort("MRI", 2)
     task = TranslationTask(
         target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="none"
     )

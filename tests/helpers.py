@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
@@ -18,6 +20,7 @@ from pydicom.uid import (
 )
 
 from duiit.cli import main
+from duiit.data.cohort import Cohort
 
 
 def write_dicom(
@@ -78,6 +81,20 @@ def make_cohort(root: Path) -> None:
             np.save(root / f"{modality}{i}.npy", rng.random((32, 32), dtype=np.float32) * 100)
             rows.append(f"{modality}{i}.npy,{20 + i},{modality}-p{i}")
         write_manifest(root / f"{modality}.csv", rows)
+
+
+def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
+    """A cohort of n random images in [-1, 1] with random labels: for steps whose mechanics,
+    not learning, are under test."""
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, size, size, generator=g) * 2 - 1).to(torch.float16)
+    return Cohort(
+        name,
+        images,
+        torch.rand(n, generator=g),
+        np.array([f"p{i}" for i in range(n)], dtype=object),
+        pd.DataFrame({"path": ["x"] * n, "slice": [0] * n}),
+    )
 
 
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.
