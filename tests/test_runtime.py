@@ -1,4 +1,6 @@
-"""Precision choice: bf16 autocast where the hardware has native bf16, fp32 elsewhere."""
+"""The runtime: precision (bf16 autocast where the hardware has native bf16, fp32
+elsewhere), the GPU set-up a CUDA machine gets (asked of a stand-in for torch.cuda here;
+tests/test_cuda.py runs it on a GPU), the compile fallback, and the RNG states saved."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import pytest
 import torch
 
 from duiit.training import runtime
+from duiit.training.loop import _rng_state, _set_rng_state
 from duiit.training.runtime import Runtime, choose_precision
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -42,3 +45,19 @@ def test_runtime_autocasts_convolutions_when_bf16(monkeypatch: pytest.MonkeyPatc
     assert "AVX512-BF16" in rt.precision_note
     with Runtime.create("cpu", "fp32").autocast():
         assert conv(torch.zeros(1, 1, 8, 8)).dtype == torch.float32
+
+
+def test_checkpoints_keep_the_rng_of_the_run_gpu_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One GPU's state is saved (not every visible GPU's) and restored onto the GPU the
+    resumed run uses, whichever index that is."""
+    gpus = {0: torch.tensor([0], dtype=torch.uint8), 1: torch.tensor([1], dtype=torch.uint8)}
+    restored: dict[int, torch.Tensor] = {}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda d: gpus[torch.device(d).index])
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda s, d: restored.update({torch.device(d).index: s})
+    )
+    state = _rng_state(torch.device("cuda", 1))
+    assert state.keys() == {"torch", "gpu"} and torch.equal(state["gpu"], gpus[1])
+    _set_rng_state(state, torch.device("cuda", 0))
+    assert restored.keys() == {0} and torch.equal(restored[0], gpus[1])
+    assert _rng_state(torch.device("cpu")).keys() == {"torch"}

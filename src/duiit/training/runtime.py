@@ -144,22 +144,27 @@ class Runtime:
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Average gradients over processes (one all-reduce of the flattened gradients, what
-        DDP does in buckets), then step. Per process it is just `optimizer.step()`."""
+        DDP does in buckets), then step. Per process it is just `optimizer.step()`. The
+        averages are copied back into each gradient, so a gradient keeps its parameter's
+        memory format: fused Adam refuses (CUDA) or silently misreads (CPU) a contiguous
+        gradient of a channels-last weight."""
         if self.world > 1:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
             grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
             flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat)
             flat /= self.world
-            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-                p.grad = g.view_as(p)
+            means = flat.split([g.numel() for g in grads])
+            for p, g, mean in zip(params, grads, means, strict=True):
+                p.grad = g.copy_(mean.view_as(g))
         optimizer.step()
 
     def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
-        """Loss values averaged over processes, so every rank logs and checks the same."""
+        """Loss values averaged over processes, so every rank logs and checks the same. The
+        tensor lies on the run's device: NCCL reduces GPU tensors only."""
         if self.world == 1 or not values:
             return values
-        t = torch.tensor(list(values.values()), dtype=torch.float64)
+        t = torch.tensor(list(values.values()), dtype=torch.float64).to(self.device)
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world).tolist(), strict=True))
 
