@@ -21,9 +21,11 @@ from torch import nn
 from duiit.config import load_config
 from duiit.evaluation.quality import PredictorFeatures, fid
 from duiit.evaluation.runner import ExperimentConfig, QualityConfig, run_quality
+from duiit.methods import REGISTRY, get_method
 from duiit.methods.base import FittedModel, LabelCodec
 from duiit.methods.duiit import TranslationTask
 from duiit.models import ImagePool, Predictor, ResnetGenerator
+from duiit.runs import execute
 from duiit.training.loop import LoopSettings, run_loop
 from duiit.training.runtime import Runtime
 
@@ -58,6 +60,20 @@ def test_fake_device_refuses_what_cuda_refuses() -> None:
         assert (x + torch.tensor(2.0)).device == dev  # a 0-dim CPU tensor, as on CUDA
         assert torch.equal((x * 2).cpu(), torch.full((3,), 2.0))
         assert (torch.ones(3).to(dev) + x).sum().item() == 6.0
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_every_method_trains_and_scores_on_a_second_device(method: str, tmp_path: Path) -> None:
+    """Fit, checkpoints, validation, sample grids, test predictions and model.pt, with
+    `train.device` a device other than the CPU that the cohorts live on."""
+    target = noise_cohort("CT", 1, n=24)
+    target.patient_ids[:] = [f"p{i // 2}" for i in range(24)]  # 12 patients to split
+    sources = [noise_cohort("MRI", 2)] if get_method(method).uses_sources else []
+    steps = [f"train.{k}=2" for k in ("steps", "batch_size", "eval_every", "ckpt_every")]
+    cfg = load_config(overrides=[*TINY, *steps, "train.device=fakegpu:0", "train.precision=fp32"])
+    with on_fake_device():
+        result = execute(tmp_path / "run", method, cfg, target, sources, 0, quiet=True)
+    assert (tmp_path / "run" / "model.pt").exists() and result["metrics"]["mse"] > 0
 
 
 def tiny_translation(rt: Runtime) -> TranslationTask:
