@@ -1,4 +1,5 @@
-"""Run a few translator steps, alone or as one rank under torchrun; rank 0 saves weights.
+"""Run a few translator steps, alone or as one rank under torchrun; each rank saves its
+weights (rank 0 to OUT, rank r to OUT.rank<r>).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
@@ -43,6 +44,7 @@ def train_and_save(out: str, batch: int) -> None:
             f"train.batch_size={batch}",
             "train.pool_size=0",
             "train.precision=fp32",  # bf16 rounds differently at batch 2 and 4
+            "train.compile=off",  # on a GPU: each rank would compile for a minute
         ]
     )
     rt = Runtime.from_config(cfg.train)
@@ -54,8 +56,8 @@ def train_and_save(out: str, batch: int) -> None:
     init = {k: v.clone() for k, v in task.bank.state_dict().items()}
     for step in range(3):
         task.train_step(step)
-    if rt.is_main:
-        torch.save({"init": init, "bank": task.bank.state_dict(), "world": rt.world}, out)
+    state = {"init": init, "bank": task.bank.state_dict(), "world": rt.world}
+    torch.save(state, out if rt.is_main else f"{out}.rank{rt.rank}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from fake_device import on_fake_device
-from helpers import TINY, noise_cohort
+from helpers import TINY, identical_ranks, noise_cohort
 from torch import nn
 
 from duiit.config import load_config
@@ -37,18 +36,6 @@ def one_thread() -> None:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def identical_ranks(monkeypatch: pytest.MonkeyPatch, device: torch.device, world: int) -> None:
-    """`dist.all_reduce` as `world` processes holding the same tensors see it (the sum is
-    world times the tensor). Like NCCL, it reduces only tensors on the process's device."""
-
-    def all_reduce(t: torch.Tensor, *args: object, **kwargs: object) -> None:
-        if t.device != device:
-            raise RuntimeError(f"all_reduce of a {t.device} tensor; this group reduces {device}")
-        t.mul_(world)
-
-    monkeypatch.setattr(dist, "all_reduce", all_reduce)
 
 
 def test_fake_device_refuses_what_cuda_refuses() -> None:
