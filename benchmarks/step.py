@@ -11,8 +11,8 @@ variants of it), side by side in one process.
 
 Contenders (each a fresh task on the same data, seeded alike): `plain` (eager fp32,
 non-fused Adam: train.fast=false) or `fast` (the defaults: train.precision=auto, i.e. bf16
-autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA torch.compile
-and cuDNN autotuning), followed by any of `+compile` / `-compile` (train.compile=on / off)
+autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA
+torch.compile), followed by any of `+compile` / `-compile` (train.compile=on / off)
 and `+channels_last` (train.channels_last=true), e.g. `fast+channels_last-compile`.
 images/s counts target images per second (each step also translates as many source images
 both ways). FLOPs per step come from torch's FlopCounterMode. Contenders alternate in rounds

@@ -66,11 +66,13 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object, object]
     return calls
 
 
-def test_cuda_fast_path_tunes_cudnn_and_leaves_channels_last_to_the_user(
+def test_cuda_runs_tune_cudnn_and_leave_channels_last_to_the_user(
     two_gpus: list[tuple[str, object, object]],
 ) -> None:
+    rt = Runtime.create("cuda", "fp32", fast=False)
+    assert torch.backends.cudnn.benchmark  # on the plain path too: fixed image sizes
     rt = Runtime.create("cuda", compile="off")
-    assert rt.device == torch.device("cuda", 0) and two_gpus == [("set_device", rt.device, None)]
+    assert rt.device == torch.device("cuda", 0) and two_gpus[-1] == ("set_device", rt.device, None)
     assert torch.backends.cudnn.benchmark and rt.bf16 and rt.fused
     assert not rt.channels_last  # measured slower on CPU, unmeasured on GPU: opt-in
     assert Runtime.create("cuda:1", compile="off", channels_last=True).channels_last
@@ -98,6 +100,17 @@ def test_torchrun_process_takes_its_local_gpu_before_joining(
     assert two_gpus[:2] == [("set_device", gpu, None), ("join", "cpu:gloo,cuda:nccl", gpu)]
     with pytest.raises(DuiitError, match=r"LOCAL_RANK \(this one 1\); use train.device=cuda"):
         Runtime.create("cuda:0")
+
+
+def test_torchrun_with_more_processes_than_gpus_is_one_error(
+    monkeypatch: pytest.MonkeyPatch, two_gpus: list[tuple[str, object, object]]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    with pytest.raises(DuiitError, match=r"torchrun process 2 of this machine, but 2 GPU\(s\)"):
+        Runtime.create("auto")
+    assert two_gpus == []  # it neither took a GPU nor joined
 
 
 def test_a_network_that_fails_to_compile_runs_eager(

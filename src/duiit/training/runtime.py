@@ -53,10 +53,10 @@ def choose_precision(precision: str, fast: bool, device: torch.device) -> tuple[
 class Runtime:
     """Where and how a run computes. The fast path (on by default, `train.fast`) uses bf16
     autocast where the hardware has native bf16 (CUDA; CPUs with AMX or AVX512-BF16) and
-    fused Adam, plus on CUDA `torch.compile` of every network (`train.compile`) and cuDNN's
-    autotuner. Channels-last tensors are opt-in (`train.channels_last`): measured slower on
-    CPU, not yet measured on a GPU (benchmarks/README.md). `precision_note` says what was
-    chosen and why.
+    fused Adam, plus on CUDA `torch.compile` of every network (`train.compile`). On CUDA
+    cuDNN times its convolution kernels once (fixed image sizes). Channels-last tensors are
+    opt-in (`train.channels_last`): measured slower on CPU, not yet measured on a GPU
+    (benchmarks/README.md). `precision_note` says what was chosen and why.
 
     Device conventions (docs/architecture.md): cohorts stay on the CPU as float16; `batch`
     moves images to the device, dtype and memory format the networks take; collectives are
@@ -89,7 +89,7 @@ class Runtime:
         cuda = dev.type == "cuda"
         if cuda:
             torch.cuda.set_device(dev)  # what "current device" means to kernels, caches, NCCL
-            torch.backends.cudnn.benchmark = fast  # image sizes are fixed: tune convs once
+            torch.backends.cudnn.benchmark = True  # image sizes are fixed: time conv kernels once
         bf16, note = choose_precision(precision, fast, dev)
         use_compile = compile == "on" or (compile == "auto" and fast and cuda)
         if use_compile and not compile_supported():
@@ -235,7 +235,13 @@ def init_distributed() -> tuple[int, int]:
         import torch._dynamo  # noqa: F401
 
         if torch.cuda.is_available():
-            gpu = torch.device("cuda", local_rank())
+            gpu, n = torch.device("cuda", local_rank()), torch.cuda.device_count()
+            if gpu.index >= n:
+                raise DuiitError(
+                    f"torchrun process {gpu.index} of this machine, but {n} GPU(s) are visible: "
+                    "start at most one process per GPU (--nproc-per-node), or hide the GPUs "
+                    "(CUDA_VISIBLE_DEVICES=) to train on the CPU"
+                )
             torch.cuda.set_device(gpu)
             dist.init_process_group("cpu:gloo,cuda:nccl", device_id=gpu)
         else:
