@@ -34,8 +34,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int
     """Fréchet distance between the extractor's features of two image sets in [-1, 1].
 
     Computed on the extractor's device: the metric (whose feature sums torchmetrics keeps
-    where the metric lives) and each batch of images (CPU float16) are moved there."""
-    device = next(extractor.parameters()).device
+    where the metric lives) and each batch of images (CPU float16) are moved there. An
+    extractor without weights computes where its input lies: on the CPU."""
+    device = next((t.device for t in extractor.parameters()), torch.device("cpu"))
     metric = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=True)
     metric.to(device).eval()
     with torch.no_grad():
