@@ -1,10 +1,10 @@
 # The two commands of the README:  `make demo`  and  `make test`.
-# Both create .venv on first use. torch goes in before the package, so pip never pulls a
-# build that does not fit the machine: a torch already in .venv is kept (your own build);
-# else, where no NVIDIA GPU answers (nvidia-smi absent or failing), the CPU build
-# torch==2.13.0 (on the project machine it lies on disk: no download); where one does,
+# Both create .venv on first use. torch goes in before the package (whose `torch>=2.4`
+# would let pip pick a build): a torch already in .venv is kept (your own build);
+# else, where no NVIDIA GPU answers (nvidia-smi absent or failing), torch==2.13.0 (on the
+# project machine the CPU build, from wheels on its disk: no download); where one does,
 # plain `torch` from PyPI, a CUDA build on Linux. `make TORCH='torch==2.x --index-url ...'`
-# picks another.
+# picks another (README: Two commands).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
