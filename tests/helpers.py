@@ -88,8 +88,8 @@ def make_cohort(root: Path) -> None:
 
 
 def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
-    """A cohort of n random images in [-1, 1] with random labels: for steps whose mechanics,
-    not learning, are under test."""
+    """A cohort of n random images in [-1, 1] with random labels, its `meta` holding the
+    columns a loaded manifest gives: for steps whose mechanics, not learning, are tested."""
     g = torch.Generator().manual_seed(seed)
     images = (torch.rand(n, 1, size, size, generator=g) * 2 - 1).to(torch.float16)
     return Cohort(
@@ -97,7 +97,7 @@ def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
         images,
         torch.rand(n, generator=g),
         np.array([f"p{i}" for i in range(n)], dtype=object),
-        pd.DataFrame({"path": ["x"] * n, "slice": [0] * n}),
+        pd.DataFrame({"manifest": ["x.csv"] * n, "path": ["x"] * n, "slice": [0] * n}),
     )
 
 
