@@ -1,31 +1,33 @@
 """Throughput of one joint DUIIT training step: the plain path against the fast path (and
-optional variants of it), side by side in one process.
+variants of it), side by side in one process.
 
     .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
         fast+channels_last --profile fast                        # what else could be faster
     .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
                                                                  # the demo's own sizes
-    .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20 \
-        --warmup 5                                               # GPU
+    .venv/bin/python benchmarks/step.py --sizes 128 256 --steps 10 --warmup 3 --contenders \
+        plain fast-compile fast+channels_last-compile fast fast+channels_last   # GPU
 
-Contenders (each a fresh task on the same data, seeded alike):
-  plain               eager fp32, no channels_last, non-fused Adam (train.fast=false)
-  fast                the defaults: train.precision=auto (bf16 autocast on CUDA and on CPUs
-                      with AMX-BF16 or AVX512-BF16), on CUDA channels_last, fused Adam, compile
-  fast+compile        fast with train.compile=on (torch.compile; inductor on CPU)
-  fast+channels_last  fast with channels_last tensors and weights forced on
+Contenders (each a fresh task on the same data, seeded alike): `plain` (eager fp32,
+non-fused Adam: train.fast=false) or `fast` (the defaults: train.precision=auto, i.e. bf16
+autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA
+torch.compile), followed by any of `+compile` / `-compile` (train.compile=on / off)
+and `+channels_last` (train.channels_last=true), e.g. `fast+channels_last-compile`.
 images/s counts target images per second (each step also translates as many source images
 both ways). FLOPs per step come from torch's FlopCounterMode. Contenders alternate in rounds
 and the median round counts, so a busy machine slows all of them alike. "step mem" (CUDA) is
-a step's working memory above the resident weights and optimiser state.
+a step's working memory above the resident weights and optimiser state. `--csv` also writes
+the rows to a file, each as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,12 +43,29 @@ from duiit.training.runtime import Runtime, cpu_bf16_units, seed_everything
 
 # Dense bf16 tensor-core peaks (FLOP/s) of GPUs we may be lent; used for "% of peak".
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-CONTENDERS = {
-    "plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"],
-    "fast": [],
-    "fast+compile": ["train.compile=on"],
-    "fast+channels_last": [],
+BASES = {"plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"], "fast": []}
+MODIFIERS = {
+    "+compile": "train.compile=on",
+    "-compile": "train.compile=off",
+    "+channels_last": "train.channels_last=true",
 }
+
+
+def contender(name: str) -> str:
+    """A contender name as argparse checks it: a base, then modifiers."""
+    base, *mods = re.split(r"(?=[+-])", name)
+    if base not in BASES or any(m not in MODIFIERS for m in mods):
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: a contender is {' or '.join(BASES)} followed by any of "
+            f"{', '.join(MODIFIERS)} (e.g. fast+channels_last-compile)"
+        )
+    return name
+
+
+def overrides(name: str) -> list[str]:
+    """The run settings of a contender."""
+    base, *mods = re.split(r"(?=[+-])", name)
+    return [*BASES[base], *(MODIFIERS[m] for m in mods)]
 
 
 def cohort(name: str, n: int, size: int) -> Cohort:
@@ -62,21 +81,20 @@ def cohort(name: str, n: int, size: int) -> Cohort:
     )
 
 
-def make_task(size: int, batch: int, contender: str, args: argparse.Namespace) -> TranslationTask:
+def make_task(size: int, batch: int, name: str, args: argparse.Namespace) -> TranslationTask:
     cfg = load_config(
         overrides=[
             f"data.image_size={size}",
             f"train.batch_size={batch}",
             f"train.device={args.device}",
             *args.run,
-            *CONTENDERS[contender],
+            *overrides(name),
         ],
         preset=args.preset,
     )
     seed_everything(0)
     target, source = cohort("CT", 64, size), cohort("MRI", 64, size)
     rt = Runtime.from_config(cfg.train)
-    rt.channels_last = rt.channels_last or contender == "fast+channels_last"
     return TranslationTask(
         target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
     )
@@ -154,8 +172,16 @@ def main() -> None:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--contenders", nargs="+", default=["plain", "fast"], choices=CONTENDERS)
-    p.add_argument("--profile", choices=CONTENDERS, help="also profile this contender's step")
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        type=contender,
+        default=["plain", "fast"],
+        help="plain or fast, then any of +compile -compile +channels_last; the first is "
+        "the reference of the x column",
+    )
+    p.add_argument("--profile", type=contender, help="also profile this contender's step")
+    p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -173,29 +199,41 @@ def main() -> None:
     )
     print(f"fast path precision: {fast_note}")
     print("command: " + " ".join(["python", *sys.argv]))
-    width = max(len(c) for c in args.contenders) + 7
-    cols = "".join(f"{c + ' img/s':>{width}}" for c in args.contenders)
-    ratios = "".join(f"{c + '/plain':>{width}}" for c in args.contenders[1:])
+    ratio = f"x {args.contenders[0]}"
+    width, rw = max(len(c) for c in args.contenders), len(ratio) + 2
     print(
-        f"{'px':>4} {'batch':>5}{cols}{ratios} {'GFLOP/step':>11} {'TFLOP/s plain':>13} "
-        f"{'TFLOP/s fast':>12} {'% bf16 peak':>11} {'step mem':>9}"
+        f"{'px':>4} {'batch':>5}  {'contender':<{width}} {'img/s':>9} {ratio:>{rw}} "
+        f"{'GFLOP/step':>11} {'TFLOP/s':>8} {'% bf16 peak':>11} {'step mem GiB':>12}"
     )
+    rows = []
     for size in args.sizes:
         for batch in args.batches:
             tasks = [make_task(size, batch, c, args) for c in args.contenders]
             flops = flops_per_step(tasks[0])
             secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
-            speed = "".join(f"{batch / s:>{width}.2f}" for s in secs)
-            ratio = "".join(f"{secs[0] / s:>{width}.2f}" for s in secs[1:])
-            best = min(secs[1:], default=secs[0])
-            pct = f"{100 * flops / best / peak:.1f}" if peak else "n/a"
-            mem = f"{max(m for m in mems if m is not None):.2f}G" if mems[0] is not None else "n/a"
-            print(
-                f"{size:>4} {batch:>5}{speed}{ratio} {flops / 1e9:>11.1f} "
-                f"{flops / secs[0] / 1e12:>13.3f} {flops / best / 1e12:>12.3f} {pct:>11} "
-                f"{mem:>9}",
-                flush=True,
-            )
+            for c, sec, mem in zip(args.contenders, secs, mems, strict=True):
+                row = {
+                    "px": size,
+                    "batch": batch,
+                    "contender": c,
+                    "img_s": batch / sec,
+                    "x_first": secs[0] / sec,
+                    "gflop_step": flops / 1e9,
+                    "tflop_s": flops / sec / 1e12,
+                    "pct_bf16_peak": 100 * flops / sec / peak if peak else None,
+                    "step_mem_gib": mem,
+                }
+                rows.append(row)
+                pct = f"{row['pct_bf16_peak']:.1f}" if peak else "n/a"
+                memory = f"{mem:.2f}" if mem is not None else "n/a"
+                print(
+                    f"{size:>4} {batch:>5}  {c:<{width}} {row['img_s']:>9.2f} "
+                    f"{row['x_first']:>{rw}.2f} {row['gflop_step']:>11.1f} "
+                    f"{row['tflop_s']:>8.3f} {pct:>11} {memory:>12}",
+                    flush=True,
+                )
+                if args.csv:
+                    pd.DataFrame(rows).to_csv(args.csv, index=False)
             if args.profile in args.contenders:
                 print_profile(tasks[args.contenders.index(args.profile)])
             del tasks

@@ -10,6 +10,11 @@ import torch
 
 from duiit.data.phantom import PhantomSpec, synthesise
 
+# The suite runs on the CPU everywhere: its bit-exact checks assume CPU kernels and its
+# torchrun tests gloo. tests/test_cuda.py is the GPU suite; DUIIT_TEST_GPU=1 (set by
+# benchmarks/gpu-check.sh) leaves the GPUs visible for it. Set before CUDA initialises.
+if os.environ.get("DUIIT_TEST_GPU") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

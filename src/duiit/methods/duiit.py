@@ -259,7 +259,7 @@ class TranslationTask:
         rows = []
         with eval_mode(self.bank):
             for m, imgs in self.watch.items():
-                y = imgs[:6].to(self.rt.device).float()
+                y = self.rt.batch(imgs[:6])
                 fake = self.bank.G[m](y)
                 rows += [y, fake, self.bank.F[m](fake)]
         return rows
