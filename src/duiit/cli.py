@@ -319,7 +319,9 @@ def experiment_cmd(
 ) -> None:
     """Run the paper's protocol: every setting (no source, each subset of sources) x method x
     patient-level split, each run a folder; finished runs are skipped, so an interrupted sweep
-    resumes (library: duiit.evaluation.runner.run_experiment). Then `duiit report OUT`."""
+    resumes (library: duiit.evaluation.runner.run_experiment). A run that fails on bad input
+    does not stop the others; the command then names it and exits with status 2. Then
+    `duiit report OUT`."""
     from duiit.evaluation.runner import run_experiment
 
     results = run_experiment(config, out, overrides or [], quiet, workers)
