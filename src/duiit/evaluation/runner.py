@@ -2,7 +2,7 @@
 
 `run_experiment` reads the experiment file (`experiment.py`), turns it into cells
 (`grid.py`), checks the folder's record (`record.py`), runs the unfinished cells on a
-backend (`backends.py`: this machine's processes) with one
+backend (`backends.py`: this machine's processes; `ray_backend.py`: a Ray cluster) with one
 progress display, and collects the results (`results.py`). Each cell is its own run folder;
 a finished run is skipped, so an interrupted sweep resumes where it stopped.
 """
@@ -22,6 +22,7 @@ from duiit.errors import DuiitError
 from duiit.evaluation.backends import Backend, LocalPool
 from duiit.evaluation.experiment import load_experiment
 from duiit.evaluation.grid import Cell, Job, Outcome, phases, plan, quality_references, unfinished
+from duiit.evaluation.ray_backend import RayCluster, RayOptions
 from duiit.evaluation.record import check_record, experiment_record
 from duiit.evaluation.results import collect
 from duiit.files import folder_lock, write_csv, write_text
@@ -35,12 +36,13 @@ def run_experiment(
     overrides: list[str] | None = None,
     quiet: bool = False,
     workers: int = 1,
+    ray: RayOptions | None = None,
 ) -> pd.DataFrame:
     """Run (or resume, or extend) the whole grid; returns the per-run results table.
 
     Every input is checked before anything is written; the folder is then locked for this
     process and its record compared with the new settings (`check_record`). The runs go to
-    `workers` processes on this machine. A run that fails
+    `workers` processes on this machine, or, with `ray`, to a Ray cluster. A run that fails
     on bad input does not stop the others: once they have finished, the failed runs are
     named in one DuiitError (runs.csv then holds the finished ones).
     """
@@ -49,17 +51,17 @@ def run_experiment(
     with contextlib.ExitStack() as stack:
         rank, world = stack.enter_context(distributed_job())
         main = rank == 0
-        if world > 1 and workers > 1:
+        if world > 1 and (workers > 1 or ray is not None):
             raise DuiitError(
-                "--workers fans runs out over processes; under torchrun each run "
-                "already uses every process: use one or the other"
+                "--workers and --backend ray fan runs out over processes; under torchrun "
+                "each run already uses every process: use one or the other"
             )
         target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
         runs = plan(exp, target, sources)
         for method in exp.methods:
             check_method_fits(method, cfg)
         job = Job(exp, cfg, target, sources)
-        backend: Backend = LocalPool(job, workers)
+        backend: Backend = RayCluster(job, ray, out) if ray is not None else LocalPool(job, workers)
         stack.enter_context(backend)
         if main:
             stack.enter_context(folder_lock(out, "experiment folder"))
