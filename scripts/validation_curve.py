@@ -56,7 +56,7 @@ def summarise(experiment: Path, method: str, tolerance: float) -> tuple[pd.DataF
         "val MAE at first eval": round(float(mean["val_mae"].iloc[0]), 2),
         "flat from": flat_from(mean.index.to_numpy(), mean["val_selection"].to_numpy(), tolerance),
     }
-    return mean.join(sd, rsuffix="_sd"), facts
+    return mean.join(sd.add_suffix("_sd")), facts
 
 
 def main() -> None:
