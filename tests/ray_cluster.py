@@ -26,6 +26,10 @@ from typing import TypeVar
 T = TypeVar("T")
 RAY = str(Path(sys.executable).parent / "ray")
 _PR_SET_PDEATHSIG = 1
+# Without token authentication, whatever `~/.ray` holds: a private cluster on the loopback.
+# Workers at the test's own priority: Ray starts them 15 nicer by default, which on a busy
+# machine starves them behind everything else and only stretches the waits.
+NODE_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}
 
 
 def wait_for(what: str, check: Callable[[], T | None], seconds: float) -> T:
@@ -96,8 +100,7 @@ class LocalCluster:
 
 def start_cluster(root: Path) -> LocalCluster:
     """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1, each with a temporary folder of
-    its own (short: Ray's socket paths must stay under 108 bytes). Without token
-    authentication, whatever `~/.ray` holds: a private cluster on the loopback."""
+    its own (short: Ray's socket paths must stay under 108 bytes), `NODE_ENV` set."""
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0"]
@@ -117,7 +120,7 @@ def start_cluster(root: Path) -> LocalCluster:
                 [*map(str, cmd), f"--temp-dir={temps[-1]}"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+                env={**os.environ, **NODE_ENV},
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
