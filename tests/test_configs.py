@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from duiit.evaluation.runner import experiment_record, load_experiment
+from duiit.evaluation.experiment import load_experiment
+from duiit.evaluation.record import experiment_record
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROWS = {
