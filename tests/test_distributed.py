@@ -34,6 +34,7 @@ def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
+    """For CycleGAN and CUT (whose patch locations every rank must draw alike)."""
     single = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path / "one.pt"), "4"],
         capture_output=True,
@@ -47,9 +48,11 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert one["world"] == 1 and two["world"] == 2
-    for k, v in one["bank"].items():
-        assert torch.allclose(v, two["bank"][k], atol=1e-5, rtol=1e-4), k
-    assert any(not torch.equal(v, one["init"][k]) for k, v in one["bank"].items())  # it trained
+    for translator in ("cyclegan", "cut"):
+        bank, init = one["bank"][translator], one["init"][translator]
+        for k, v in bank.items():
+            assert torch.allclose(v, two["bank"][translator][k], atol=1e-5, rtol=1e-4), k
+        assert any(not torch.equal(v, init[k]) for k, v in bank.items())  # it trained
     ranks = [torch.load(f"{tmp_path / 'two.pt'}.predictor-{r}", weights_only=True) for r in (0, 1)]
     for k, v in ranks[0]["predictor"].items():  # each rank saw other images: only the
         assert torch.allclose(v, ranks[1]["predictor"][k], atol=1e-6), k  # all-reduce agrees
