@@ -1,9 +1,12 @@
-"""Throughput of one joint DUIIT training step: the plain path against the fast path (and
-optional variants of it), side by side in one process.
+"""Throughput of one joint DUIIT training step: contenders side by side in one process,
+alternating in rounds (the median round counts), so a busy machine slows all of them alike.
 
     .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
         fast+channels_last --profile fast                        # what else could be faster
+    .venv/bin/python benchmarks/step.py --contenders fast cut fastcut  # the translators
+    .venv/bin/python benchmarks/step.py --sizes 128 --contenders fast fast+two_d_calls
+                                                                 # one discriminator call
     .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
                                                                  # the demo's own sizes
     .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20 \
@@ -15,17 +18,25 @@ Contenders (each a fresh task on the same data, seeded alike):
                       with AMX-BF16 or AVX512-BF16), on CUDA channels_last, fused Adam, compile
   fast+compile        fast with train.compile=on (torch.compile; inductor on CPU)
   fast+channels_last  fast with channels_last tensors and weights forced on
-images/s counts target images per second (each step also translates as many source images
-both ways). FLOPs per step come from torch's FlopCounterMode. Contenders alternate in rounds
-and the median round counts, so a busy machine slows all of them alike. "step mem" (CUDA) is
-a step's working memory above the resident weights and optimiser state.
+  cut, fastcut        fast with model.translator=cut / fastcut instead of CycleGAN
+  fast+two_d_calls    fast with each discriminator scoring real and fake images in two calls,
+                      as before issue 19 (now one call on both)
+One row per contender: images/s counts target images per second (each step also translates
+as many source images); t/first is its step time divided by the first contender's, in the
+same rounds; the "D" columns say the same of the discriminators' update alone. FLOPs per
+step come from torch's FlopCounterMode. "step mem" (CUDA) is a step's working memory above
+the resident weights and optimiser state.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -35,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from duiit.config import load_config
 from duiit.data.cohort import Cohort
+from duiit.methods import translators
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
 from duiit.training.runtime import Runtime, cpu_bf16_units, seed_everything
@@ -46,7 +58,28 @@ CONTENDERS = {
     "fast": [],
     "fast+compile": ["train.compile=on"],
     "fast+channels_last": [],
+    "cut": ["model.translator=cut"],
+    "fastcut": ["model.translator=fastcut"],
+    "fast+two_d_calls": [],
 }
+
+
+def two_discriminator_calls(
+    d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """The discriminator loss before issue 19: real and fake images in two calls."""
+    lsgan = translators.lsgan
+    return 0.5 * (lsgan(d(real), True) + lsgan(d(fake), False))
+
+
+@contextlib.contextmanager
+def as_contender(name: str) -> Iterator[None]:
+    """What a contender changes in the library while its steps run."""
+    if name == "fast+two_d_calls":
+        with mock.patch.object(translators, "discriminator_loss", two_discriminator_calls):
+            yield
+    else:
+        yield
 
 
 def cohort(name: str, n: int, size: int) -> Cohort:
@@ -87,53 +120,70 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(task: TranslationTask, steps: int, first: int) -> float:
-    """Seconds per step over `steps` steps, numbered from `first`."""
+def measure(name: str, task: TranslationTask, steps: int, first: int) -> tuple[float, float]:
+    """Seconds per step over `steps` steps, numbered from `first`, and of them the seconds
+    of the discriminators' update (the part issue 19's single call changes)."""
+    update, spent = task.update_discriminators, [0.0]
+
+    def timed(*args: Any) -> dict[str, torch.Tensor]:
+        sync(task.rt.device)
+        start = time.perf_counter()
+        out = update(*args)
+        sync(task.rt.device)
+        spent[0] += time.perf_counter() - start
+        return out
+
     sync(task.rt.device)
     start = time.perf_counter()
-    for i in range(steps):
-        task.train_step(first + i)
+    with as_contender(name), mock.patch.object(task, "update_discriminators", timed):
+        for i in range(steps):
+            task.train_step(first + i)
     sync(task.rt.device)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, spent[0] / steps
 
 
 def side_by_side(
-    tasks: list[TranslationTask], steps: int, warmup: int, rounds: int
-) -> tuple[list[float], list[float | None]]:
-    """Median seconds per step of each task over `rounds` alternating rounds, and on CUDA
-    each task's working memory: the peak allocated during its steps above what was
-    allocated before them (not the weights and optimiser state every task keeps)."""
-    for task in tasks:
-        measure(task, warmup, 0)  # compile, allocator and kernel caches happen here
-    cuda = tasks[0].rt.device.type == "cuda"
-    times: list[list[float]] = [[] for _ in tasks]
+    tasks: dict[str, TranslationTask], steps: int, warmup: int, rounds: int
+) -> tuple[list[float], list[float], list[float | None]]:
+    """Median seconds per step of each task over `rounds` alternating rounds, the median
+    seconds of its discriminators' update, and on CUDA each task's working memory: the
+    peak allocated during its steps above what was allocated before them (not the weights
+    and optimiser state every task keeps)."""
+    for name, task in tasks.items():
+        if warmup:
+            measure(name, task, warmup, 0)  # compile, allocator and kernel caches happen here
+    cuda = next(iter(tasks.values())).rt.device.type == "cuda"
+    times: list[list[tuple[float, float]]] = [[] for _ in tasks]
     peaks: list[float | None] = [0.0 if cuda else None for _ in tasks]
     for r in range(rounds):
-        for k, task in enumerate(tasks):
+        for k, (name, task) in enumerate(tasks.items()):
             if cuda:
                 torch.cuda.reset_peak_memory_stats(task.rt.device)
                 before = torch.cuda.memory_allocated(task.rt.device)
-            times[k].append(measure(task, steps, warmup + r * steps))
+            times[k].append(measure(name, task, steps, warmup + r * steps))
             if cuda:
                 extra = (torch.cuda.max_memory_allocated(task.rt.device) - before) / 2**30
                 peaks[k] = max(peaks[k] or 0.0, extra)
-    return [float(np.median(t)) for t in times], peaks
+    steps_s = [float(np.median([t for t, _ in ts])) for ts in times]
+    d_s = [float(np.median([d for _, d in ts])) for ts in times]
+    return steps_s, d_s, peaks
 
 
-def flops_per_step(task: TranslationTask) -> float:
-    with FlopCounterMode(display=False) as counter:
+def flops_per_step(name: str, task: TranslationTask) -> float:
+    with FlopCounterMode(display=False) as counter, as_contender(name):
         task.train_step(10_000)
     return float(counter.get_total_flops())
 
 
-def print_profile(task: TranslationTask, rows: int = 12) -> None:
+def print_profile(name: str, task: TranslationTask, rows: int = 12) -> None:
     """Where one step's time goes, by operator: what to optimise next."""
-    task.train_step(20_000)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        task.train_step(20_001)
+    with as_contender(name):
+        task.train_step(20_000)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            task.train_step(20_001)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"  profile of one step ({task.rt.precision_note}), self time by operator:")
+    print(f"  profile of one {name} step ({task.rt.precision_note}), self time by operator:")
     for e in events[:rows]:
         print(f"    {e.key:40s} {100 * e.self_cpu_time_total / total:5.1f} %  ({e.count} calls)")
 
@@ -173,31 +223,28 @@ def main() -> None:
     )
     print(f"fast path precision: {fast_note}")
     print("command: " + " ".join(["python", *sys.argv]))
-    width = max(len(c) for c in args.contenders) + 7
-    cols = "".join(f"{c + ' img/s':>{width}}" for c in args.contenders)
-    ratios = "".join(f"{c + '/plain':>{width}}" for c in args.contenders[1:])
+    width = max(len(c) for c in args.contenders)
     print(
-        f"{'px':>4} {'batch':>5}{cols}{ratios} {'GFLOP/step':>11} {'TFLOP/s plain':>13} "
-        f"{'TFLOP/s fast':>12} {'% bf16 peak':>11} {'step mem':>9}"
+        f"{'px':>4} {'batch':>5} {'contender':<{width}} {'img/s':>7} {'s/step':>7} "
+        f"{'t/first':>7} {'D s/step':>8} {'D t/first':>9} {'GFLOP/step':>10} {'TFLOP/s':>7} "
+        f"{'% peak':>6} {'step mem':>8}"
     )
     for size in args.sizes:
         for batch in args.batches:
-            tasks = [make_task(size, batch, c, args) for c in args.contenders]
-            flops = flops_per_step(tasks[0])
-            secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
-            speed = "".join(f"{batch / s:>{width}.2f}" for s in secs)
-            ratio = "".join(f"{secs[0] / s:>{width}.2f}" for s in secs[1:])
-            best = min(secs[1:], default=secs[0])
-            pct = f"{100 * flops / best / peak:.1f}" if peak else "n/a"
-            mem = f"{max(m for m in mems if m is not None):.2f}G" if mems[0] is not None else "n/a"
-            print(
-                f"{size:>4} {batch:>5}{speed}{ratio} {flops / 1e9:>11.1f} "
-                f"{flops / secs[0] / 1e12:>13.3f} {flops / best / 1e12:>12.3f} {pct:>11} "
-                f"{mem:>9}",
-                flush=True,
-            )
-            if args.profile in args.contenders:
-                print_profile(tasks[args.contenders.index(args.profile)])
+            tasks = {c: make_task(size, batch, c, args) for c in args.contenders}
+            flops = [flops_per_step(c, t) for c, t in tasks.items()]
+            secs, d_secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
+            for c, f, s, d, m in zip(tasks, flops, secs, d_secs, mems, strict=True):
+                pct = f"{100 * f / s / peak:.1f}" if peak else "n/a"
+                mem = f"{m:.2f}G" if m is not None else "n/a"
+                print(
+                    f"{size:>4} {batch:>5} {c:<{width}} {batch / s:>7.2f} {s:>7.3f} "
+                    f"{s / secs[0]:>7.2f} {d:>8.3f} {d / d_secs[0]:>9.2f} {f / 1e9:>10.1f} "
+                    f"{f / s / 1e12:>7.3f} {pct:>6} {mem:>8}",
+                    flush=True,
+                )
+            if args.profile in tasks:
+                print_profile(args.profile, tasks[args.profile])
             del tasks
 
 
