@@ -77,6 +77,7 @@ class Translation:
     judged: dict[str, torch.Tensor]  # discriminator -> the fakes it judges next
 
     def detached_judged(self) -> dict[str, torch.Tensor]:
+        """What the discriminators judge, cut from the generators' graph."""
         return {k: v.detach() for k, v in self.judged.items()}
 
 
@@ -127,6 +128,8 @@ class Translator(ABC):
 
 
 class CycleGan(Translator):
+    """The paper's translator: G and F per source, cycle and identity L1, D_s and D_t."""
+
     name = "cyclegan"
     network_type = CycleGanNetworks
     default_pool = 50
@@ -187,6 +190,8 @@ class CycleGan(Translator):
 
 
 class Cut(Translator):
+    """CUT: G per source with PatchNCE between its input and output, D_t only."""
+
     name = "cut"
     network_type = CutNetworks
     default_pool = 0
@@ -259,6 +264,8 @@ class Cut(Translator):
 
 
 class FastCut(Cut):
+    """FastCUT: CUT without the identity NCE, its NCE weighted 10."""
+
     name = "fastcut"
     lambda_nce = 10.0
     nce_idt = False
