@@ -1,5 +1,6 @@
 """Throughput of one joint DUIIT training step: contenders side by side in one process,
-alternating in rounds (the median round counts), so a busy machine slows all of them alike.
+alternating in rounds (every other one in reverse order; the median round counts), so a
+busy machine slows all of them alike.
 
     .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
@@ -145,7 +146,7 @@ def measure(name: str, task: TranslationTask, steps: int, first: int) -> tuple[f
 def side_by_side(
     tasks: dict[str, TranslationTask], steps: int, warmup: int, rounds: int
 ) -> tuple[list[float], list[float], list[float | None]]:
-    """Median seconds per step of each task over `rounds` alternating rounds, the median
+    """Median seconds per step of each task over `rounds` rounds (ABC, CBA, ...), the median
     seconds of its discriminators' update, and on CUDA each task's working memory: the
     peak allocated during its steps above what was allocated before them (not the weights
     and optimiser state every task keeps)."""
@@ -155,8 +156,9 @@ def side_by_side(
     cuda = next(iter(tasks.values())).rt.device.type == "cuda"
     times: list[list[tuple[float, float]]] = [[] for _ in tasks]
     peaks: list[float | None] = [0.0 if cuda else None for _ in tasks]
-    for r in range(rounds):
-        for k, (name, task) in enumerate(tasks.items()):
+    order = list(enumerate(tasks.items()))
+    for r in range(rounds):  # every other round in reverse, so no one always goes first
+        for k, (name, task) in order if r % 2 == 0 else order[::-1]:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(task.rt.device)
                 before = torch.cuda.memory_allocated(task.rt.device)
