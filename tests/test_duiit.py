@@ -270,11 +270,23 @@ def test_one_step_lowers_every_loss_term_on_a_fixed_batch(
 
 
 @pytest.mark.parametrize("translator", TRANSLATORS)
-def test_translator_alone_has_no_predictor(cohorts, translator: str) -> None:
-    task = make_task(cohorts, f"model.translator={translator}", coupling="none")
-    x, rx, ys = batch(task)
+def test_translator_alone_steps_on_its_own_objective(cohorts, translator: str) -> None:
+    """Coupling `none` (the `cyclegan` baseline's first stage, whichever translator): no
+    predictor, and the generators' gradient is exactly that of the translator's weighted
+    terms, nothing of the coupling added."""
+    task = make_task(
+        cohorts, "train.precision=fp32", f"model.translator={translator}", coupling="none"
+    )
+    data = batch(task)
+    stepped = stepped_grads(task, data)
+    x, rx, ys = data
     losses, _ = task.generator_losses(x, rx, ys)
     assert task.predictor is None and "pred" not in losses and set(task.optimizers()) == {"G", "D"}
+    own = task.translator.objective(losses)
+    expected = {n: g for n, g in grad_of(own, task).items() if not n.startswith("D_")}
+    assert expected and set(stepped) == set(expected)
+    for n, g in expected.items():
+        torch.testing.assert_close(stepped[n], g, rtol=1e-4, atol=1e-7, msg=n)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
