@@ -93,6 +93,21 @@ def test_each_translator_weighs_its_terms_as_its_authors(
     assert set(got) == set(terms)
 
 
+@pytest.mark.parametrize("translator", ["cut", "fastcut"])
+def test_patch_nce_queries_come_from_the_translation(cohorts, translator: str) -> None:
+    """PatchNCE's queries are G's encoder features of its own output, so each NCE term's
+    gradient reaches the whole generator, down to its output convolution (features of the
+    input alone would stop at the encoder)."""
+    task = make_task(
+        cohorts, f"model.translator={translator}", "train.precision=fp32", coupling="none"
+    )
+    losses, _ = task.generator_losses(*batch(task))
+    output_conv = task.translator.nets.G["MRI"].net[-2].weight
+    for term in ("nce", "nce_idt") if translator == "cut" else ("nce",):
+        (grad,) = torch.autograd.grad(losses[term], output_conv, retain_graph=True)
+        assert grad.abs().sum() > 0, term
+
+
 def test_one_discriminator_call_equals_two() -> None:
     """Real and pooled fake images through the discriminator in one call give the loss and
     gradients of two calls (instance norm is per image), in fp32."""
