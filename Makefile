@@ -1,11 +1,16 @@
 # The two commands of the README:  `make demo`  and  `make test`.
-# Both create .venv on first use. torch is pinned to the CPU build that lies on this
-# machine's disk before the package is installed, so no multi-GB CUDA build is pulled.
+# Both create .venv on first use. torch goes in before the package (whose `torch>=2.4`
+# would let pip pick a build): a torch already in .venv is kept (your own build);
+# else, where no NVIDIA GPU answers (nvidia-smi absent or failing), torch==2.13.0 (on the
+# project machine the CPU build, from wheels on its disk: no download); where one does,
+# plain `torch` from PyPI, a CUDA build on Linux. `make TORCH='torch==2.x --index-url ...'`
+# picks another (README: Two commands).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.duiit-installed
 DEMO   ?= demo-out
+TORCH  ?= $(if $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),torch,torch==2.13.0)
 
 .PHONY: demo test setup lint clean
 
@@ -14,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -26,23 +26,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from duiit.config import with_overrides  # noqa: E402
 from duiit.data import load_cohorts  # noqa: E402
+from duiit.evaluation.curves import flat_from  # noqa: E402
 from duiit.evaluation.runner import load_experiment  # noqa: E402
 from duiit.methods.base import method_folder  # noqa: E402
 from duiit.runs import execute  # noqa: E402
-
-
-def flat_from(steps: np.ndarray, values: np.ndarray, tolerance: float) -> int:
-    """First step after which the smoothed curve stays within `tolerance` of its end."""
-    smooth = pd.Series(values).rolling(3, min_periods=1, center=True).mean().to_numpy()
-    span = max(abs(smooth[0] - smooth[-1]), 1e-12)
-    inside = np.abs(smooth - smooth[-1]) <= tolerance * span
-    outside = np.flatnonzero(~inside)
-    return int(steps[outside[-1] + 1]) if len(outside) else int(steps[0])
 
 
 def main() -> None:

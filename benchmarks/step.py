@@ -10,32 +10,34 @@ busy machine slows all of them alike.
                                                                  # one discriminator call
     .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
                                                                  # the demo's own sizes
-    .venv/bin/python benchmarks/step.py --sizes 64 128 256 --batches 1 8 --steps 20 \
-        --warmup 5                                               # GPU
+    .venv/bin/python benchmarks/step.py --sizes 128 256 --steps 10 --warmup 3 --contenders \
+        plain fast-compile fast+channels_last-compile fast fast+channels_last   # GPU
 
-Contenders (each a fresh task on the same data, seeded alike):
-  plain               eager fp32, no channels_last, non-fused Adam (train.fast=false)
-  fast                the defaults: train.precision=auto (bf16 autocast on CUDA and on CPUs
-                      with AMX-BF16 or AVX512-BF16), on CUDA channels_last, fused Adam, compile
-  fast+compile        fast with train.compile=on (torch.compile; inductor on CPU)
-  fast+channels_last  fast with channels_last tensors and weights forced on
-  cut, fastcut        fast with model.translator=cut / fastcut instead of CycleGAN
-  fast+two_d_calls    fast with each discriminator scoring real and fake images in two calls,
-                      as before issue 19 (now one call on both)
+Contenders (each a fresh task on the same data, seeded alike): a base, `plain` (eager fp32,
+non-fused Adam: train.fast=false), `fast` (the defaults: train.precision=auto, i.e. bf16
+autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA
+torch.compile), `cut` or `fastcut` (fast with model.translator=cut / fastcut instead of
+CycleGAN), followed by any of `+compile` / `-compile` (train.compile=on / off),
+`+channels_last` (train.channels_last=true) and `+two_d_calls` (each discriminator scores
+real and fake images in two calls, as before issue 19; now one call on both), e.g.
+`fast+channels_last-compile`.
 One row per contender: images/s counts target images per second (each step also translates
-as many source images); t/first is its step time divided by the first contender's, in the
-same rounds; the "D" columns say the same of the discriminators' update alone. FLOPs per
-step come from torch's FlopCounterMode. "step mem" (CUDA) is a step's working memory above
-the resident weights and optimiser state.
+as many source images); "x <first>" is the first contender's step time divided by this
+one's, in the same rounds (above 1: faster); the "D" columns say the same of the
+discriminators' update alone. FLOPs per step come from torch's FlopCounterMode. "step mem"
+(CUDA) is a step's working memory above the resident weights and optimiser state. `--csv`
+also writes the rows to a file, each as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -54,15 +56,35 @@ from duiit.training.runtime import Runtime, cpu_bf16_units, seed_everything
 
 # Dense bf16 tensor-core peaks (FLOP/s) of GPUs we may be lent; used for "% of peak".
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-CONTENDERS = {
+BASES = {
     "plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"],
     "fast": [],
-    "fast+compile": ["train.compile=on"],
-    "fast+channels_last": [],
     "cut": ["model.translator=cut"],
     "fastcut": ["model.translator=fastcut"],
-    "fast+two_d_calls": [],
 }
+MODIFIERS: dict[str, str | None] = {  # None: no setting, a change of the library's code
+    "+compile": "train.compile=on",
+    "-compile": "train.compile=off",
+    "+channels_last": "train.channels_last=true",
+    "+two_d_calls": None,  # see as_contender
+}
+
+
+def contender(name: str) -> str:
+    """A contender name as argparse checks it: a base, then modifiers."""
+    base, *mods = re.split(r"(?=[+-])", name)
+    if base not in BASES or any(m not in MODIFIERS for m in mods):
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: a contender is {' or '.join(BASES)} followed by any of "
+            f"{', '.join(MODIFIERS)} (e.g. fast+channels_last-compile)"
+        )
+    return name
+
+
+def overrides(name: str) -> list[str]:
+    """The run settings of a contender."""
+    base, *mods = re.split(r"(?=[+-])", name)
+    return [*BASES[base], *(s for m in mods if (s := MODIFIERS[m]) is not None)]
 
 
 def two_discriminator_calls(
@@ -75,8 +97,8 @@ def two_discriminator_calls(
 
 @contextlib.contextmanager
 def as_contender(name: str) -> Iterator[None]:
-    """What a contender changes in the library while its steps run."""
-    if name == "fast+two_d_calls":
+    """What a contender changes in the library's code while its steps run."""
+    if "+two_d_calls" in re.split(r"(?=[+-])", name):
         with mock.patch.object(translators, "discriminator_loss", two_discriminator_calls):
             yield
     else:
@@ -96,21 +118,20 @@ def cohort(name: str, n: int, size: int) -> Cohort:
     )
 
 
-def make_task(size: int, batch: int, contender: str, args: argparse.Namespace) -> TranslationTask:
+def make_task(size: int, batch: int, name: str, args: argparse.Namespace) -> TranslationTask:
     cfg = load_config(
         overrides=[
             f"data.image_size={size}",
             f"train.batch_size={batch}",
             f"train.device={args.device}",
             *args.run,
-            *CONTENDERS[contender],
+            *overrides(name),
         ],
         preset=args.preset,
     )
     seed_everything(0)
     target, source = cohort("CT", 64, size), cohort("MRI", 64, size)
     rt = Runtime.from_config(cfg.train)
-    rt.channels_last = rt.channels_last or contender == "fast+channels_last"
     return TranslationTask(
         target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
     )
@@ -206,8 +227,16 @@ def main() -> None:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    p.add_argument("--contenders", nargs="+", default=["plain", "fast"], choices=CONTENDERS)
-    p.add_argument("--profile", choices=CONTENDERS, help="also profile this contender's step")
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        type=contender,
+        default=["plain", "fast"],
+        help="plain, fast, cut or fastcut, then any of +compile -compile +channels_last "
+        "+two_d_calls; the first is the reference of the x columns",
+    )
+    p.add_argument("--profile", type=contender, help="also profile this contender's step")
+    p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -225,26 +254,45 @@ def main() -> None:
     )
     print(f"fast path precision: {fast_note}")
     print("command: " + " ".join(["python", *sys.argv]))
-    width = max(len(c) for c in args.contenders)
+    ratio = f"x {args.contenders[0]}"
+    width, rw = max(len(c) for c in args.contenders), len(ratio) + 2
     print(
-        f"{'px':>4} {'batch':>5} {'contender':<{width}} {'img/s':>7} {'s/step':>7} "
-        f"{'t/first':>7} {'D s/step':>8} {'D t/first':>9} {'GFLOP/step':>10} {'TFLOP/s':>7} "
-        f"{'% peak':>6} {'step mem':>8}"
+        f"{'px':>4} {'batch':>5}  {'contender':<{width}} {'img/s':>9} {'s/step':>8} "
+        f"{ratio:>{rw}} {'D s/step':>8} {'D ' + ratio:>{rw + 2}} {'GFLOP/step':>11} "
+        f"{'TFLOP/s':>8} {'% bf16 peak':>11} {'step mem GiB':>12}"
     )
+    rows = []
     for size in args.sizes:
         for batch in args.batches:
             tasks = {c: make_task(size, batch, c, args) for c in args.contenders}
             flops = [flops_per_step(c, t) for c, t in tasks.items()]
             secs, d_secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
-            for c, f, s, d, m in zip(tasks, flops, secs, d_secs, mems, strict=True):
-                pct = f"{100 * f / s / peak:.1f}" if peak else "n/a"
-                mem = f"{m:.2f}G" if m is not None else "n/a"
+            for c, f, sec, d, mem in zip(tasks, flops, secs, d_secs, mems, strict=True):
+                row = {
+                    "px": size,
+                    "batch": batch,
+                    "contender": c,
+                    "img_s": batch / sec,
+                    "s_step": sec,
+                    "x_first": secs[0] / sec,
+                    "d_s_step": d,
+                    "d_x_first": d_secs[0] / d,
+                    "gflop_step": f / 1e9,
+                    "tflop_s": f / sec / 1e12,
+                    "pct_bf16_peak": 100 * f / sec / peak if peak else None,
+                    "step_mem_gib": mem,
+                }
+                rows.append(row)
+                pct = f"{row['pct_bf16_peak']:.1f}" if peak else "n/a"
+                memory = f"{mem:.2f}" if mem is not None else "n/a"
                 print(
-                    f"{size:>4} {batch:>5} {c:<{width}} {batch / s:>7.2f} {s:>7.3f} "
-                    f"{s / secs[0]:>7.2f} {d:>8.3f} {d / d_secs[0]:>9.2f} {f / 1e9:>10.1f} "
-                    f"{f / s / 1e12:>7.3f} {pct:>6} {mem:>8}",
+                    f"{size:>4} {batch:>5}  {c:<{width}} {row['img_s']:>9.2f} {sec:>8.3f} "
+                    f"{row['x_first']:>{rw}.2f} {d:>8.3f} {row['d_x_first']:>{rw + 2}.2f} "
+                    f"{row['gflop_step']:>11.1f} {row['tflop_s']:>8.3f} {pct:>11} {memory:>12}",
                     flush=True,
                 )
+                if args.csv:
+                    pd.DataFrame(rows).to_csv(args.csv, index=False)
             if args.profile in tasks:
                 print_profile(args.profile, tasks[args.profile])
             del tasks

@@ -1,6 +1,6 @@
-"""Run a few translator steps, alone or as one rank under torchrun; rank 0 saves the
-translators of a CycleGAN and of a CUT task (OUT), every rank the predictor of a joint DUIIT
-task (OUT.predictor-RANK).
+"""Run a few translator steps, alone or as one rank under torchrun; each rank saves the
+translators of a CycleGAN and of a CUT task (rank 0 to OUT, rank r to OUT.rank<r>) and the
+predictor of a joint DUIIT task (OUT.predictor-<r>).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
@@ -12,27 +12,13 @@ import glob
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
+from helpers import noise_cohort
 
 from duiit.config import load_config
-from duiit.data.cohort import Cohort
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
 from duiit.training.runtime import Runtime, distributed_job, seed_everything
-
-
-def cohort(name: str, seed: int) -> Cohort:
-    g = torch.Generator().manual_seed(seed)
-    images = (torch.rand(16, 1, 32, 32, generator=g) * 2 - 1).to(torch.float16)
-    return Cohort(
-        name,
-        images,
-        torch.rand(16, generator=g),
-        np.array(["p"] * 16, dtype=object),
-        pd.DataFrame({"path": ["x"] * 16}),
-    )
 
 
 def main(out: str, batch: int) -> None:
@@ -59,10 +45,11 @@ def train_and_save(out: str, batch: int) -> None:
             f"train.batch_size={batch}",
             "train.pool_size=0",
             "train.precision=fp32",  # bf16 rounds differently at batch 2 and 4
+            "train.compile=off",  # on a GPU: each rank would compile for a minute
         ]
     )
     rt = Runtime.from_config(cfg.train)
-    target, source = cohort("CT", 1), cohort("MRI", 2)
+    target, source = noise_cohort("CT", 1), noise_cohort("MRI", 2)
     init, trained = {}, {}
     for translator in ("cyclegan", "cut"):
         seed_everything(0)
@@ -82,8 +69,8 @@ def train_and_save(out: str, batch: int) -> None:
         for step in range(3):
             task.train_step(step)
         trained[translator] = nets.state_dict()
-    if rt.is_main:
-        torch.save({"init": init, "bank": trained, "world": rt.world}, out)
+    state = {"init": init, "bank": trained, "world": rt.world}
+    torch.save(state, out if rt.is_main else f"{out}.rank{rt.rank}")
     # The predictor's batch norm sees each rank's half batch, so it is compared across the
     # ranks (the same gradients after the all-reduce keep the same weights), not with one.
     seed_everything(0)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
+import socket
+import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
@@ -18,6 +24,7 @@ from pydicom.uid import (
 )
 
 from duiit.cli import main
+from duiit.data.cohort import Cohort
 
 
 def write_dicom(
@@ -80,6 +87,20 @@ def make_cohort(root: Path) -> None:
         write_manifest(root / f"{modality}.csv", rows)
 
 
+def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
+    """A cohort of n random images in [-1, 1] with random labels, its `meta` holding the
+    columns a loaded manifest gives: for steps whose mechanics, not learning, are tested."""
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(n, 1, size, size, generator=g) * 2 - 1).to(torch.float16)
+    return Cohort(
+        name,
+        images,
+        torch.rand(n, generator=g),
+        np.array([f"p{i}" for i in range(n)], dtype=object),
+        pd.DataFrame({"manifest": ["x.csv"] * n, "path": ["x"] * n, "slice": [0] * n}),
+    )
+
+
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.
 TINY = [
     "data.image_size=32",
@@ -139,3 +160,35 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 def temp_files(root: Path) -> list[Path]:
     """Temporary files of duiit's writers (`.NAME.PID-RANDOM.tmp.SUFFIX`) left under `root`."""
     return [p for p in root.rglob("*") if ".tmp" in p.name]
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --nproc-per-node 2 ARGS` on a free local port."""
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def identical_ranks(monkeypatch: pytest.MonkeyPatch, device: torch.device, world: int) -> None:
+    """`dist.all_reduce` as `world` processes holding the same tensors see it (the sum is
+    world times the tensor). Like NCCL, it reduces only tensors on the process's device."""
+
+    def all_reduce(t: torch.Tensor, *args: object, **kwargs: object) -> None:
+        if t.device != device:
+            raise RuntimeError(f"all_reduce of a {t.device} tensor; this group reduces {device}")
+        t.mul_(world)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
-from helpers import TINY
+from helpers import TINY, torchrun
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
-
-
-def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(port),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
@@ -48,8 +28,11 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert one["world"] == 1 and two["world"] == 2
+    rank1 = torch.load(tmp_path / "two.pt.rank1", weights_only=True)
     for translator in ("cyclegan", "cut"):
         bank, init = one["bank"][translator], one["init"][translator]
+        for k, v in two["bank"][translator].items():  # the averaged steps kept the ranks
+            assert torch.equal(v, rank1["bank"][translator][k]), k  # in step
         for k, v in bank.items():
             assert torch.allclose(v, two["bank"][translator][k], atol=1e-5, rtol=1e-4), k
         assert any(not torch.equal(v, init[k]) for k, v in bank.items())  # it trained

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from duiit.errors import DuiitError
@@ -13,6 +14,7 @@ from duiit.evaluation.runner import ALL_METHODS, load_experiment, run_experiment
 from duiit.methods import get_method as load_method
 from duiit.report import build_report
 from duiit.report.claims import claims_table
+from duiit.training.loop import load_checkpoint
 
 RUN = {
     "data": {"image_size": 32},
@@ -162,6 +164,25 @@ def test_variants_and_a_lambda_sweep_over_two_workers(phantom_dir: Path, tmp_pat
     )
     assert {"pretrain", "translator", "predictor"} <= set(cycada["stage"])
     assert "sem" in set(cycada["name"])
+    # Quality is scored by a reference no method trained against: not cycada's frozen
+    # network, which is the split's target_only recipe (same seed, same weights)
+    out = tmp_path / "out"
+    for k in (0, 1):
+        frozen = load_checkpoint(
+            out
+            / "runs"
+            / "MIX-CT-MRI"
+            / "cycada"
+            / f"split-{k:02d}"
+            / "checkpoints"
+            / "pretrain-final.pt"
+        )["weights"]["predictor"]
+        pure = load_checkpoint(
+            out / "runs" / "PURE-CT" / "target_only" / f"split-{k:02d}" / "model.pt"
+        )["predictor"]
+        reference = load_checkpoint(out / "references" / f"split-{k:02d}" / "model.pt")
+        assert all(torch.equal(v, pure[n]) for n, v in frozen.items())  # the circle
+        assert not all(torch.equal(v, reference["predictor"][n]) for n, v in frozen.items())
     build_report(tmp_path / "out")
     md = (tmp_path / "out" / "results.md").read_text()
     for method in sweep:

@@ -450,6 +450,13 @@ def test_inspect_never_writes_beside_read_only_data(cohort: Path, tmp_path_facto
             assert forced.code == 0, forced.err
             res = cli("data", "inspect", data / "ct.csv", "--size", "32", "-q", "--out", "s.png")
             assert res.code == 0 and (work / "s.png").exists()
+            (work / "sheets").mkdir()
+            res = cli("data", "inspect", data / "ct.csv", "--size", "32", "-q", "--out", "sheets")
+            assert res.code == 0 and (work / "sheets" / "ct_contact.png").exists()
+            bad = cli("data", "inspect", data / "ct.csv", "-q", "--out", "new-folder")
+            assert_one_line_error(
+                bad, "--out new-folder is neither a folder nor a .png", "new-folder.png"
+            )
         assert snapshot(data) == before
     finally:
         for p in [data, *data.iterdir()]:

@@ -478,6 +478,19 @@ def test_experiment_grows_by_more_splits(
     assert all(p.stat().st_mtime_ns == t for p, t in old.items())  # old runs untouched
 
 
+def test_experiment_recorded_before_a_new_run_setting_continues(
+    finished_experiment: Path, data: Path, tmp_path: Path
+) -> None:
+    """A record written before `train.channels_last` existed: the setting, at its default,
+    is no change, so the folder continues instead of being refused."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    record = yaml.safe_load((out / "experiment.yaml").read_text())
+    del record["resolved_run"]["train"]["channels_last"]
+    (out / "experiment.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    res = experiment(write_experiment(data), out)
+    assert res.code == 0, res.err
+
+
 # ------------------------------------------------------------------ report
 
 

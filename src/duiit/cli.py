@@ -96,8 +96,8 @@ def data_inspect(
     out: Path | None = typer.Option(
         None,
         "--out",
-        help="Contact-sheet PNG to write (default: <first manifest's name>_contact.png in the "
-        "current folder).",
+        help="Contact-sheet PNG to write, or an existing folder to write it in (default: "
+        "<first manifest's name>_contact.png in the current folder).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the contact sheet if it exists."),
     settings: list[str] = typer.Option(
@@ -118,7 +118,13 @@ def data_inspect(
     from duiit.files import new_output
 
     cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
-    path = out or Path(f"{manifests[0].stem}_contact.png")
+    name = f"{manifests[0].stem}_contact.png"
+    path = out / name if out is not None and out.is_dir() else out or Path(name)
+    if path.suffix.lower() != ".png":
+        raise DuiitError(
+            f"--out {path} is neither a folder nor a .png file name; the contact sheet is a "
+            f"PNG: give e.g. --out {path.with_suffix('.png')}"
+        )
     new_output(path, force)
     cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet=quiet)]
     print_frame(summarise(cohorts), "cohorts")

@@ -152,9 +152,12 @@ class TrainConfig(_Strict):
         "auto", description="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32"
     )
     fast: bool = Field(
-        True, description="fast path: bf16 where native; on CUDA channels_last, fused Adam"
+        True, description="fast path: bf16 where native, fused Adam; on CUDA torch.compile"
     )
     compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile; auto: GPU")
+    channels_last: bool = Field(
+        False, description="channels-last tensors and weights (slower on CPU; GPU: measure)"
+    )
 
     @field_validator("compile", mode="before")
     @classmethod

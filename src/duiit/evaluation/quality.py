@@ -31,13 +31,19 @@ class PredictorFeatures(nn.Module):
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int = 128) -> float:
-    """Fréchet distance between the extractor's features of two image sets in [-1, 1]."""
+    """Fréchet distance between the extractor's features of two image sets in [-1, 1].
+
+    Computed on the extractor's device: the metric (whose feature sums torchmetrics keeps
+    where the metric lives) and each batch of images (CPU float16) are moved there. An
+    extractor without weights computes where its input lies: on the CPU."""
+    device = next((t.device for t in extractor.parameters()), torch.device("cpu"))
     metric = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=True)
-    metric.eval()
+    metric.to(device).eval()
     with torch.no_grad():
         for images, is_real in ((real, True), (fake, False)):
             for i in range(0, len(images), batch):
-                metric.update(((images[i : i + batch].float() + 1) / 2).clamp(0, 1), real=is_real)
+                chunk = images[i : i + batch].to(device).float()
+                metric.update(((chunk + 1) / 2).clamp(0, 1), real=is_real)
         return float(metric.compute())
 
 

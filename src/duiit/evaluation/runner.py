@@ -326,6 +326,8 @@ def check_record(
         )
     old["target"] = str(Path(old.get("target", "")).resolve())  # records of older versions
     old["sources"] = [str(Path(p).resolve()) for p in old.get("sources", [])]
+    # A run setting added after the record was written counts at its default.
+    old["resolved_run"] = deep_merge(Config().model_dump(mode="json"), old.get("resolved_run", {}))
     free = {*_REPORT_ONLY, *_GRID}
     changed = changed_keys(
         {k: v for k, v in old.items() if k not in free},

@@ -108,7 +108,7 @@ def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.
     outs = []
     for i in range(0, images.shape[0], batch):
         with rt.autocast():
-            outs.append(fn(rt.batch(images[i : i + batch].to(rt.device))).float().cpu())
+            outs.append(fn(rt.batch(images[i : i + batch])).float().cpu())
     return torch.cat(outs) if outs else torch.empty(0)
 
 

@@ -231,7 +231,7 @@ class TranslationTask:
         rows = []
         with eval_mode(self.translator.nets):
             for m, imgs in self.watch.items():
-                rows += self.translator.sample_rows(m, imgs[:6].to(self.rt.device).float())
+                rows += self.translator.sample_rows(m, self.rt.batch(imgs[:6]))
         return rows
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ class ImagePool:
     (with probability 1/2, once full) a stored one that the new image replaces.
 
     Decisions use a CPU generator of its own: no device sync, and exact resume from state.
+    The stored images follow the images it is queried with onto their device, so a pool
+    restored from a checkpoint (on the CPU) moves to the run's device on its first query.
     """
 
     def __init__(self, size: int = 50, seed: int = 0) -> None:
@@ -24,6 +26,8 @@ class ImagePool:
             return images
         if self.images is None:
             self.images = images.new_zeros((self.size, *images.shape[1:]))
+        else:
+            self.images = self.images.to(images.device)
         out = []
         for img in images:
             if self.count < self.size:

@@ -12,7 +12,8 @@ from duiit.evaluation.metrics import (
     MEAN_PREDICTOR,
     constant_predictor_metrics,
 )
-from duiit.evaluation.stats import comparisons, setting_order, summary
+from duiit.evaluation.runner import setting_name
+from duiit.evaluation.stats import comparisons, pure_setting, setting_order, summary
 from duiit.files import read_csv
 
 AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
@@ -41,6 +42,7 @@ def constant_rows(results: pd.DataFrame) -> pd.DataFrame:
     class, from the test labels any run of that split saved: a row of reference beside the
     methods, in the setting without sources."""
     regression = primary_metric(results)[0] == "mse"
+    pure = pure_setting(results)
     rows = []
     for split, runs in results.groupby("split"):
         labels = read_csv(Path(runs["run_dir"].iloc[0]) / "test_predictions.csv")
@@ -51,7 +53,7 @@ def constant_rows(results: pd.DataFrame) -> pd.DataFrame:
         target = runs["target"].iloc[0]
         rows.append(
             {
-                "setting": f"PURE-{target}",
+                "setting": pure or setting_name(target, []),
                 "method": MEAN_PREDICTOR if regression else MAJORITY_PREDICTOR,
                 "split": split,
                 "sources": "",

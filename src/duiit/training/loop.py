@@ -201,17 +201,20 @@ def _check_finite(values: dict[str, float], step: int, stage: str, last_good: Pa
         )
 
 
-def _rng_state() -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states a step draws from: the CPU's and, on a GPU, that GPU's alone
+    (each process owns one GPU; reading the others' would start a CUDA context on each)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["gpu"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore `_rng_state`; the GPU state goes to the run's GPU, whichever index it has."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and "gpu" in state:
+        torch.cuda.set_rng_state(state["gpu"], device)
 
 
 def _weights(task: Task, only: set[str] | None = None) -> dict[str, Any]:
@@ -263,7 +266,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
             o.load_state_dict(state["optimizers"][k])
             schedulers[k].load_state_dict(state["schedulers"][k])
         task.load_state_dict(state["task"])
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], rt.device)
         start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
     log = MetricsLog(run_dir, s.stage, start) if main else None
     progress = Progress(
@@ -316,7 +319,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
                             "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
                             "task": task.state_dict(),
-                            "rng": _rng_state(),
+                            "rng": _rng_state(rt.device),
                             "best_selection": best_sel,
                             "best_step": best_step,
                         },

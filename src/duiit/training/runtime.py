@@ -53,9 +53,14 @@ def choose_precision(precision: str, fast: bool, device: torch.device) -> tuple[
 class Runtime:
     """Where and how a run computes. The fast path (on by default, `train.fast`) uses bf16
     autocast where the hardware has native bf16 (CUDA; CPUs with AMX or AVX512-BF16) and
-    fused Adam, plus on CUDA channels_last and `torch.compile` of every network where
-    supported (`train.compile`; on CPU they were measured slower or no faster, see
-    benchmarks/README.md). `precision_note` says what was chosen and why."""
+    fused Adam, plus on CUDA `torch.compile` of every network (`train.compile`). On CUDA
+    cuDNN times its convolution kernels once (fixed image sizes). Channels-last tensors are
+    opt-in (`train.channels_last`): measured slower on CPU, not yet measured on a GPU
+    (benchmarks/README.md). `precision_note` says what was chosen and why.
+
+    Device conventions (docs/architecture.md): cohorts stay on the CPU as float16; `batch`
+    moves images to the device, dtype and memory format the networks take; collectives are
+    given tensors on `device`."""
 
     device: torch.device
     bf16: bool
@@ -72,33 +77,34 @@ class Runtime:
 
     @classmethod
     def create(
-        cls, device: str = "auto", precision: str = "auto", fast: bool = True, compile: str = "auto"
+        cls,
+        device: str = "auto",
+        precision: str = "auto",
+        fast: bool = True,
+        compile: str = "auto",
+        channels_last: bool = False,
     ) -> Runtime:
         rank, world = init_distributed()
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if world > 1 and device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU per process
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            raise DuiitError(
-                f"train.device={device!r} is not a device; use auto, cpu, cuda or cuda:N"
-            ) from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise DuiitError(
-                "train.device asks for CUDA but no GPU is visible; use train.device=cpu or auto"
-            )
+        dev = resolve_device(device, world)
         cuda = dev.type == "cuda"
+        if cuda:
+            torch.cuda.set_device(dev)  # what "current device" means to kernels, caches, NCCL
+            torch.backends.cudnn.benchmark = True  # image sizes are fixed: time conv kernels once
         bf16, note = choose_precision(precision, fast, dev)
         use_compile = compile == "on" or (compile == "auto" and fast and cuda)
         if use_compile and not compile_supported():
             warnings.warn("torch.compile is not supported here; running eager", stacklevel=2)
             use_compile = False
+        if use_compile:
+            from torch._dynamo import config as dynamo_config
+
+            # A network whose graph fails to compile (no C++ compiler, no Triton, an inductor
+            # error) then runs eager, with dynamo's warning, instead of ending the run.
+            dynamo_config.suppress_errors = True
         return cls(
             dev,
             bf16,
-            channels_last=fast and cuda,
+            channels_last=channels_last,
             fused=fast,
             compile=use_compile,
             rank=rank,
@@ -109,7 +115,9 @@ class Runtime:
     @classmethod
     def from_config(cls, train: Any) -> Runtime:
         """The runtime a run's `train` section asks for."""
-        return cls.create(train.device, train.precision, train.fast, train.compile)
+        return cls.create(
+            train.device, train.precision, train.fast, train.compile, train.channels_last
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if not self.bf16:
@@ -129,8 +137,9 @@ class Runtime:
         return module
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
-        """Device images as the networks want them (float32, memory format)."""
-        x = images.float()
+        """Images as the networks take them: on the device (moved as float16, half the
+        bytes), float32, in the run's memory format."""
+        x = images.to(self.device, non_blocking=True).float()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def adam(
@@ -144,22 +153,27 @@ class Runtime:
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """Average gradients over processes (one all-reduce of the flattened gradients, what
-        DDP does in buckets), then step. Per process it is just `optimizer.step()`."""
+        DDP does in buckets), then step. Per process it is just `optimizer.step()`. The
+        averages are copied back into each gradient, so a gradient keeps its parameter's
+        memory format: fused Adam refuses (CUDA) or silently misreads (CPU) a contiguous
+        gradient of a channels-last weight."""
         if self.world > 1:
             params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
             grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
             flat = torch.cat([g.reshape(-1) for g in grads])
             dist.all_reduce(flat)
             flat /= self.world
-            for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-                p.grad = g.view_as(p)
+            means = flat.split([g.numel() for g in grads])
+            for p, g, mean in zip(params, grads, means, strict=True):
+                p.grad = g.copy_(mean.view_as(g))
         optimizer.step()
 
     def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
-        """Loss values averaged over processes, so every rank logs and checks the same."""
+        """Loss values averaged over processes, so every rank logs and checks the same. The
+        tensor lies on the run's device: NCCL reduces GPU tensors only."""
         if self.world == 1 or not values:
             return values
-        t = torch.tensor(list(values.values()), dtype=torch.float64)
+        t = torch.tensor(list(values.values()), dtype=torch.float64).to(self.device)
         dist.all_reduce(t)
         return dict(zip(values, (t / self.world).tolist(), strict=True))
 
@@ -168,9 +182,51 @@ class Runtime:
         return torch.Generator().manual_seed(seed)
 
 
+def resolve_device(name: str, world: int = 1) -> torch.device:
+    """The device `train.device` names, with its index. Under torchrun (world > 1) each
+    process takes the GPU of its LOCAL_RANK; an index naming another GPU is refused, since
+    it would put several processes on one GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise DuiitError(
+            f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        raise DuiitError(
+            "train.device asks for CUDA but no GPU is visible; use train.device=cpu or auto"
+        )
+    if world > 1:
+        local = local_rank()
+        if dev.index not in (None, local):
+            raise DuiitError(
+                f"train.device={name} under torchrun: each process takes the GPU of its "
+                f"LOCAL_RANK (this one {local}); use train.device=cuda or auto"
+            )
+        return torch.device("cuda", local)
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise DuiitError(
+            f"train.device={name}, but {torch.cuda.device_count()} GPU(s) are visible "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
+    return torch.device("cuda", index)
+
+
+def local_rank() -> int:
+    """This process's index on its machine under torchrun (0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def init_distributed() -> tuple[int, int]:
     """(rank, world size). Under torchrun (WORLD_SIZE > 1) joins the process group once:
-    NCCL when GPUs are visible, gloo otherwise."""
+    with GPUs visible, NCCL for CUDA tensors and gloo for CPU ones, bound to this process's
+    GPU (LOCAL_RANK), made current first so nothing lands on GPU 0 by default; gloo
+    otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         # torch._dynamo, which the first optimiser imports, keeps a process group that exists
@@ -178,7 +234,18 @@ def init_distributed() -> tuple[int, int]:
         # interpreter shutdown and can abort the process there. Imported first, it keeps none.
         import torch._dynamo  # noqa: F401
 
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            gpu, n = torch.device("cuda", local_rank()), torch.cuda.device_count()
+            if gpu.index >= n:
+                raise DuiitError(
+                    f"torchrun process {gpu.index} of this machine, but {n} GPU(s) are visible: "
+                    "start at most one process per GPU (--nproc-per-node), or hide the GPUs "
+                    "(CUDA_VISIBLE_DEVICES=) to train on the CPU"
+                )
+            torch.cuda.set_device(gpu)
+            dist.init_process_group("cpu:gloo,cuda:nccl", device_id=gpu)
+        else:
+            dist.init_process_group("gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
