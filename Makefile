@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.duiit-installed
+RAY    := $(VENV)/.duiit-ray-installed
 DEMO   ?= demo-out
 TORCH  ?= $(if $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),torch,torch==2.13.0)
 
@@ -23,6 +24,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The optional `ray` extra: the tests run the grid on a real (local) Ray cluster.
+$(RAY): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	touch $(RAY)
+
 demo: $(STAMP)
 	$(BIN)/duiit demo --out $(DEMO) --force
 
@@ -30,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
-test: lint
+test: lint $(RAY)
 	$(BIN)/python -m pytest -q
 
 clean:

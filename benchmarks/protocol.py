@@ -33,7 +33,8 @@ from duiit.config import Config, load_config
 from duiit.data import load_cohorts
 from duiit.data.splits import image_goals
 from duiit.demo import DEMO_EXPERIMENT, prepare_demo
-from duiit.evaluation.runner import ALL_METHODS, ExperimentConfig, plan
+from duiit.evaluation.experiment import ALL_METHODS, ExperimentConfig
+from duiit.evaluation.grid import Cell, plan
 from duiit.evaluation.runner import run_experiment as run_grid
 from duiit.methods.base import resolve_steps
 from duiit.runs import execute
@@ -56,20 +57,23 @@ def demo_grid(out: Path, workers: int) -> pd.DataFrame:
 
 
 def probe_times(
-    cfg: Config, grid: list[tuple[str, list, str, int]], target, k: int, scratch: Path
+    cfg: Config, grid: list[Cell], target, sources, k: int, scratch: Path
 ) -> dict[tuple[str, str], float]:
     """fit seconds of every distinct (setting, method) with each stage cut to k steps."""
     times = {}
-    for setting, chosen, method, split in grid:
-        if split != 0:
+    for cell in grid:
+        if cell.split != 0:
             continue
         run_cfg = cfg.model_copy(deep=True)
         run_cfg.train.steps = k
         run_cfg.train.eval_every = k  # validate once, at the end, as a full run does rarely
-        run_dir = scratch / f"k{k}" / setting / method
-        result = execute(run_dir, method, run_cfg, target, chosen, split_seed=0, quiet=True)
-        times[setting, method] = result["fit_seconds"]
-        print(f"    {setting:18s} {method:15s} {k:>3} steps/stage: {times[setting, method]:7.1f}s")
+        run_dir = scratch / f"k{k}" / cell.setting / cell.method
+        result = execute(
+            run_dir, cell.method, run_cfg, target, cell.pick(sources), split_seed=0, quiet=True
+        )
+        key = cell.setting, cell.method
+        times[key] = result["fit_seconds"]
+        print(f"    {cell.setting:18s} {cell.method:15s} {k:>3} steps/stage: {times[key]:7.1f}s")
     return times
 
 
@@ -95,15 +99,17 @@ def estimate(args: argparse.Namespace, cohort_dir: Path, scratch: Path) -> None:
         f"{'steps ' + str(t.steps) if t.steps else f'{t.epochs} epochs'}, "
         f"predictor {cfg.model.predictor}, ngf {cfg.model.ngf}"
     )
-    setting, chosen, method, _ = grid[0]  # warm-up: the first run in a process pays for caches
+    first_cell = grid[0]  # warm-up: the first run in a process pays for caches
     warm = cfg.model_copy(deep=True)
     warm.train.steps = k1
-    execute(scratch / "warmup", method, warm, target, chosen, split_seed=0, quiet=True)
-    first, second = (probe_times(cfg, grid, target, k, scratch) for k in (k1, k2))
+    chosen = first_cell.pick(sources)
+    execute(scratch / "warmup", first_cell.method, warm, target, chosen, split_seed=0, quiet=True)
+    first, second = (probe_times(cfg, grid, target, sources, k, scratch) for k in (k1, k2))
     n_train = round(image_goals(cfg.data.split, len(target), target.modality)[0])
     rows = []
     for (setting, method), t1 in first.items():
-        chosen = next(ch for s, ch, m, _ in grid if s == setting and m == method)
+        cell = next(c for c in grid if c.setting == setting and c.method == method)
+        chosen = cell.pick(sources)
         n = resolve_steps(cfg, max([n_train, *(len(c) for c in chosen)]))
         per_step = max(second[setting, method] - t1, 0.0) / (k2 - k1)
         rows.append(

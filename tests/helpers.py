@@ -112,6 +112,21 @@ TINY = [
 ]
 
 
+# The run settings of the tiny experiments: one residual block, a quarter-width ResNet-10.
+TINY_RUN = {
+    "data": {"image_size": 32},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "train": {
+        "steps": 6,
+        "batch_size": 4,
+        "eval_every": 3,
+        "log_every": 3,
+        "ckpt_every": 6,
+        "sample_every": 6,
+    },
+}
+
+
 @dataclass
 class CliResult:
     code: int

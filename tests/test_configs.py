@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from duiit.evaluation.runner import experiment_record, load_experiment
+from duiit.evaluation.experiment import load_experiment
+from duiit.evaluation.record import experiment_record
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROWS = {"phantom-ablation.yaml": "phantom-claims.yaml", "real-ct-ich-ablation.yaml": "real-ct-ich.yaml"}
+GROWS = {
+    "phantom-ablation.yaml": "phantom-claims.yaml",
+    "real-ct-ich-ablation.yaml": "real-ct-ich.yaml",
+}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))

@@ -18,8 +18,8 @@ from helpers import TINY, identical_ranks, noise_cohort
 from torch import nn
 
 from duiit.config import load_config
-from duiit.evaluation.quality import PredictorFeatures, fid
-from duiit.evaluation.runner import ExperimentConfig, QualityConfig, run_quality
+from duiit.evaluation.experiment import QualityConfig
+from duiit.evaluation.quality import PredictorFeatures, fid, score_run
 from duiit.methods import REGISTRY, get_method
 from duiit.methods.base import FittedModel, LabelCodec
 from duiit.methods.duiit import TranslationTask
@@ -181,7 +181,7 @@ def test_quality_scoring_runs_on_the_run_device(tmp_path: Path) -> None:
         {"MRI": ResnetGenerator(ngf=8, n_blocks=2)},
         {"ngf": 8, "n_blocks": 2},
     )
-    exp = ExperimentConfig(target=tmp_path / "ct.csv", quality=QualityConfig(max_images=8))
+    quality = QualityConfig(max_images=8)
     scores = {}
     for device in ("cpu", "fakegpu:0"):
         run_dir = tmp_path / device.replace(":", "")
@@ -189,7 +189,7 @@ def test_quality_scoring_runs_on_the_run_device(tmp_path: Path) -> None:
         model.save(run_dir / "model.pt")
         cfg = load_config(overrides=[*TINY, f"train.device={device}", "train.precision=fp32"])
         with on_fake_device():
-            scores[device] = run_quality(run_dir, run_dir / "model.pt", target, [source], exp, cfg)
+            scores[device] = score_run(run_dir, run_dir, target, [source], quality, cfg)
     assert scores["fakegpu:0"].keys() == scores["cpu"].keys()
     for k, v in scores["cpu"].items():
         assert scores["fakegpu:0"][k] == (v if k == "notes" else pytest.approx(v, rel=1e-4)), k

@@ -8,26 +8,24 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import TINY_RUN, make_cohort
 
+from duiit.data import load_cohorts
 from duiit.errors import DuiitError
-from duiit.evaluation.runner import ALL_METHODS, load_experiment, run_experiment
+from duiit.evaluation import quality
+from duiit.evaluation.experiment import ALL_METHODS, load_experiment
+from duiit.evaluation.quality import PredictorFeatures, fid
+from duiit.evaluation.runner import run_experiment
+from duiit.files import read_json
+from duiit.methods import FittedModel
 from duiit.methods import get_method as load_method
+from duiit.methods.base import translate
 from duiit.report import build_report
 from duiit.report.claims import claims_table
 from duiit.training.loop import load_checkpoint
+from duiit.training.runtime import Runtime
 
-RUN = {
-    "data": {"image_size": 32},
-    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
-    "train": {
-        "steps": 6,
-        "batch_size": 4,
-        "eval_every": 3,
-        "log_every": 3,
-        "ckpt_every": 6,
-        "sample_every": 6,
-    },
-}
+RUN = TINY_RUN
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +185,64 @@ def test_variants_and_a_lambda_sweep_over_two_workers(phantom_dir: Path, tmp_pat
     md = (tmp_path / "out" / "results.md").read_text()
     for method in sweep:
         assert f"| {method} |" in md, method
+
+
+def test_split_features_are_computed_once_and_score_as_each_run_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quality reference's features of the real target images, and the raw source's
+    task FID, are computed once per split (by the reference's cell), and every translating
+    run's quality.json holds exactly the numbers of computing them per run, as runs did."""
+    make_cohort(tmp_path)
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "target": "ct.csv",
+                "sources": ["mri.csv"],
+                "methods": ["duiit", "cyclegan"],
+                "splits": 1,
+                "run": RUN,
+                "quality": {"max_images": 3},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    computed = []
+    real_statistics = quality.real_statistics
+
+    def counted(*args: object, **kwargs: object) -> object:
+        computed.append(1)
+        return real_statistics(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "real_statistics", counted)
+    run_experiment(spec, out, quiet=True)
+    assert len(computed) == 1  # one split, two translating runs
+    exp, cfg = load_experiment(spec)
+    target, [mri] = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
+    rt = Runtime.from_config(cfg.train)
+    ref = FittedModel.load(out / "references" / "split-00" / "model.pt")
+    features = PredictorFeatures(ref.predictor.to(rt.device))
+    step = max(1, len(mri) // 3)
+    sample = mri.subset(list(range(0, len(mri), step))[:3])
+    runs = [out / "runs" / "MIX-CT-MRI" / m / "split-00" for m in ("duiit", "cyclegan")]
+    for run in runs:
+        fake = translate(FittedModel.load(run / "model.pt").translators["MRI"], sample.images, rt)
+        per_run = {
+            "task_fid_MRI": fid(target.images, fake, features),
+            "task_fid_raw_MRI": fid(target.images, sample.images, features),
+            "consistency_MRI": float(((ref.predict(fake, rt) - sample.labels.numpy()) ** 2).mean()),
+        }
+        scored = read_json(run / "quality.json")
+        assert {k: scored[k] for k in per_run} == per_run, run
+    # A folder from before the cache: the next run of the command computes it, once.
+    (out / "references" / "split-00" / quality.FEATURES).unlink()
+    scores = read_json(runs[0] / "quality.json")
+    (runs[0] / "quality.json").unlink()
+    computed.clear()
+    run_experiment(spec, out, quiet=True)
+    assert len(computed) == 1 and (out / "references" / "split-00" / quality.FEATURES).exists()
+    assert read_json(runs[0] / "quality.json") == scores
 
 
 def test_method_variant_errors() -> None:

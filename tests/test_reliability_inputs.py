@@ -7,6 +7,7 @@ no temporary file. docs/reliability.md lists the cases.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +393,30 @@ EXPERIMENT_CASES = [
         ("ct.csv, line 5: file", "gone.npy does not exist"),
         _exp_on_broken_manifest,
     ),
+    Case(
+        "unknown backend",
+        ("--backend 'spark': choose local or ray",),
+        _exp(),
+        {"options": ["--backend", "spark"]},
+    ),
+    Case(
+        "Ray option on the local backend",
+        ("--address: only with --backend ray",),
+        _exp(),
+        {"options": ["--address", "auto"]},
+    ),
+    Case(
+        "--workers on Ray",
+        ("--workers is for --backend local", "--cpus-per-run, --gpus-per-run"),
+        _exp(),
+        {"options": ["--backend", "ray", "--workers", "2"]},
+    ),
+    Case(
+        "no CPU per run",
+        ("--cpus-per-run 0.0 and --gpus-per-run 0.0: a run needs more than 0 CPUs",),
+        _exp(),
+        {"options": ["--backend", "ray", "--cpus-per-run", "0"]},
+    ),
 ]
 
 
@@ -400,8 +425,18 @@ def test_bad_experiment_input_is_one_line_and_writes_nothing(case: Case, cohort:
     case.spoil(cohort)
     name = "e.yaml" if (cohort / "e.yaml").exists() else "nope.yaml"
     before = snapshot(cohort)
-    assert_one_line_error(cli("experiment", name, "--out", "exp", "-q"), *case.expect)
+    options = case.args.get("options", [])
+    assert_one_line_error(cli("experiment", name, "--out", "exp", "-q", *options), *case.expect)
     assert snapshot(cohort) == before  # no experiment folder
+
+
+def test_ray_backend_without_ray_is_one_line(cohort: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _experiment(cohort)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is absent
+    before = snapshot(cohort)
+    res = cli("experiment", "e.yaml", "--out", "exp", "-q", "--backend", "ray")
+    assert_one_line_error(res, "--backend ray needs Ray", "pip install 'duiit[ray]'")
+    assert snapshot(cohort) == before
 
 
 @pytest.mark.parametrize(

@@ -491,6 +491,33 @@ def test_experiment_recorded_before_a_new_run_setting_continues(
     assert res.code == 0, res.err
 
 
+def test_a_run_failing_on_bad_input_does_not_stop_the_others(data: Path, tmp_path: Path) -> None:
+    """A damaged checkpoint in one run folder (here over two worker processes): that run
+    fails with its one line, the others finish, the command exits 2 naming it; once the
+    cause is removed, the same command runs only that run."""
+    out = tmp_path / "exp"
+    victim = out / "runs" / "MIX-CT-MRI" / "duiit" / "split-00"
+    damaged = victim / "checkpoints" / "duiit-last.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint")
+    res = experiment(write_experiment(data), out, "--workers", "2")
+    assert_one_line_error(
+        res,
+        "1 run(s) failed, the others of the 2 finished",
+        f"(runs/MIX-CT-MRI/duiit/split-00: {damaged} cannot be read: it is damaged",
+        "run the same command again",
+    )
+    assert list(pd.read_csv(out / "runs.csv")["method"]) == ["target_only"]
+    done = (out / "runs" / "PURE-CT" / "target_only" / "split-00" / "result.json").stat()
+    damaged.unlink()
+    res = experiment(write_experiment(data), out)
+    assert res.code == 0, res.err
+    assert sorted(pd.read_csv(out / "runs.csv")["method"]) == ["duiit", "target_only"]
+    assert (victim / "quality.json").exists()
+    after = (out / "runs" / "PURE-CT" / "target_only" / "split-00" / "result.json").stat()
+    assert after.st_mtime_ns == done.st_mtime_ns
+
+
 # ------------------------------------------------------------------ report
 
 

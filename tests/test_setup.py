@@ -49,3 +49,22 @@ def test_setup_installs_the_cpu_build_unless_a_gpu_answers(
     line = torch_install(tmp_path, nvidia_smi)
     assert line.endswith(f"pip install -q {expected}")
     assert "-c 'import torch' 2>/dev/null ||" in line  # a torch already in the venv is kept
+
+
+def test_make_test_installs_the_ray_extra(tmp_path: Path) -> None:
+    """CI runs `make test`; the Ray backend's tests need the optional extra, so it is
+    installed there (and `make demo` does without it)."""
+    make = shutil.which("make")
+    assert make is not None
+    plans = {
+        target: subprocess.run(
+            [make, "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for target in ("test", "demo")
+    }
+    assert "pip install -q -e '.[dev,ray]'" in plans["test"]
+    assert "ray]" not in plans["demo"]

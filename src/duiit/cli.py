@@ -307,10 +307,28 @@ def experiment_cmd(
         help="Experiment YAML: target, sources, methods, splits, run (data/model/train), quality.",
     ),
     out: Path = typer.Option(..., help="Experiment folder; re-running resumes it."),
-    workers: int = typer.Option(
-        1,
-        help="Runs at a time, each in its own process (CPU threads "
-        "are shared out; several GPUs are used round-robin).",
+    backend: str = typer.Option(
+        "local",
+        help="Where runs go: 'local' (processes on this machine) or 'ray' (a Ray cluster; "
+        "OUT must be on a file system every node shares).",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        help="local: runs at a time, each in its own process (CPU threads are shared out; "
+        "several GPUs are used round-robin). Default 1.",
+        show_default=False,
+    ),
+    address: str | None = typer.Option(
+        None,
+        help="ray: the cluster, 'auto' or HOST:PORT (default: RAY_ADDRESS, else a cluster "
+        "started on this machine, else a new one here).",
+        show_default=False,
+    ),
+    cpus_per_run: float | None = typer.Option(
+        None, help="ray: CPUs each run asks for; fractions allowed. Default 1.", show_default=False
+    ),
+    gpus_per_run: float | None = typer.Option(
+        None, help="ray: GPUs each run asks for; fractions allowed. Default 0.", show_default=False
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     overrides: list[str] = typer.Argument(
@@ -319,10 +337,35 @@ def experiment_cmd(
 ) -> None:
     """Run the paper's protocol: every setting (no source, each subset of sources) x method x
     patient-level split, each run a folder; finished runs are skipped, so an interrupted sweep
-    resumes (library: duiit.evaluation.runner.run_experiment). Then `duiit report OUT`."""
+    resumes (library: duiit.evaluation.runner.run_experiment). A run that fails on bad input
+    does not stop the others; the command then names it and exits with status 2. Then
+    `duiit report OUT`."""
+    from duiit.evaluation.ray_backend import RayOptions
     from duiit.evaluation.runner import run_experiment
 
-    results = run_experiment(config, out, overrides or [], quiet, workers)
+    if backend not in ("local", "ray"):
+        raise DuiitError(f"--backend {backend!r}: choose local or ray")
+    ray_only = {
+        "--address": address,
+        "--cpus-per-run": cpus_per_run,
+        "--gpus-per-run": gpus_per_run,
+    }
+    given = [name for name, v in ray_only.items() if v is not None]
+    if backend == "local" and given:
+        raise DuiitError(f"{', '.join(given)}: only with --backend ray")
+    if backend == "ray" and workers is not None:
+        raise DuiitError(
+            "--workers is for --backend local; on Ray the cluster's free CPUs and GPUs decide "
+            "how many runs go at a time (--cpus-per-run, --gpus-per-run)"
+        )
+    ray = None
+    if backend == "ray":
+        ray = RayOptions(
+            address,
+            1.0 if cpus_per_run is None else cpus_per_run,
+            0.0 if gpus_per_run is None else gpus_per_run,
+        )
+    results = run_experiment(config, out, overrides or [], quiet, workers or 1, ray)
     console.print(f"{len(results)} finished runs -> {out / 'runs.csv'}; next: duiit report {out}")
 
 

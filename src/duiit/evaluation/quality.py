@@ -4,18 +4,31 @@ Two extractors: the standard FID Inception network (needs torch-fidelity + torch
 local weights file: the optional `inception` extra), and, needing nothing external, the
 penultimate features of a predictor trained on real target images ("task FID"). Plus task
 consistency: the error of that real-target predictor on translated images.
+
+In an experiment that predictor is the split's quality reference (`SplitReference`); what it
+computes from real target and raw source images is the same for every run of the split, so
+it is computed once per split and cached beside the reference; `score_run` scores one run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from duiit.config import Config
+from duiit.data import Cohort
 from duiit.errors import DuiitError
+from duiit.evaluation.experiment import QualityConfig
+from duiit.files import read_json, write_json
+from duiit.methods import FittedModel
+from duiit.methods.base import translate
 from duiit.models import Predictor
+from duiit.training.loop import atomic_save, load_checkpoint
+from duiit.training.runtime import Runtime
 
 
 class PredictorFeatures(nn.Module):
@@ -30,21 +43,59 @@ class PredictorFeatures(nn.Module):
         return self.predictor.features(images.float() * 2 - 1).double()
 
 
-def fid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int = 128) -> float:
-    """Fréchet distance between the extractor's features of two image sets in [-1, 1].
+# The states of torchmetrics' FID that hold the real images' features: their sum, the sum of
+# their outer products and their count (float64).
+_REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
 
-    Computed on the extractor's device: the metric (whose feature sums torchmetrics keeps
-    where the metric lives) and each batch of images (CPU float16) are moved there. An
-    extractor without weights computes where its input lies: on the CPU."""
+
+def _fid_metric(extractor: nn.Module) -> tuple[FrechetInceptionDistance, torch.device]:
+    """A FID metric on the extractor's device: the metric (whose feature sums torchmetrics
+    keeps where the metric lives) and each batch are moved there. An extractor without
+    weights computes where its input lies: on the CPU."""
     device = next((t.device for t in extractor.parameters()), torch.device("cpu"))
     metric = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=True)
-    metric.to(device).eval()
+    return metric.to(device).eval(), device
+
+
+def _add(
+    metric: FrechetInceptionDistance,
+    images: torch.Tensor,
+    real: bool,
+    device: torch.device,
+    batch: int,
+) -> None:
+    """Feed images in [-1, 1] (CPU float16) to the metric, `batch` at a time."""
     with torch.no_grad():
-        for images, is_real in ((real, True), (fake, False)):
-            for i in range(0, len(images), batch):
-                chunk = images[i : i + batch].to(device).float()
-                metric.update(((chunk + 1) / 2).clamp(0, 1), real=is_real)
+        for i in range(0, len(images), batch):
+            chunk = images[i : i + batch].to(device).float()
+            metric.update(((chunk + 1) / 2).clamp(0, 1), real=real)
+
+
+def real_statistics(
+    real: torch.Tensor, extractor: nn.Module, batch: int = 128
+) -> dict[str, torch.Tensor]:
+    """The extractor's feature statistics of a real image set, as FID keeps them (CPU)."""
+    metric, device = _fid_metric(extractor)
+    _add(metric, real, True, device, batch)
+    return {name: getattr(metric, name).cpu() for name in _REAL_STATES}
+
+
+def fid_to(
+    real: dict[str, torch.Tensor], fake: torch.Tensor, extractor: nn.Module, batch: int = 128
+) -> float:
+    """Fréchet distance between a real set, given by its `real_statistics`, and the
+    extractor's features of `fake` (images in [-1, 1])."""
+    metric, device = _fid_metric(extractor)
+    for name, value in real.items():
+        setattr(metric, name, value.to(device))
+    _add(metric, fake, False, device, batch)
+    with torch.no_grad():
         return float(metric.compute())
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module, batch: int = 128) -> float:
+    """Fréchet distance between the extractor's features of two image sets in [-1, 1]."""
+    return fid_to(real_statistics(real, extractor, batch), fake, extractor, batch)
 
 
 def inception_scores(real: torch.Tensor, fake: torch.Tensor, weights: Path) -> dict[str, float]:
@@ -88,3 +139,119 @@ def inception_scores(real: torch.Tensor, fake: torch.Tensor, weights: Path) -> d
         "is_mean": float(is_mean),
         "is_std": float(is_std),
     }
+
+
+FEATURES = "quality-features.pt"
+
+
+def scored_sample(cohort: Cohort, max_images: int) -> Cohort:
+    """The source images a run's translations are scored on: at most `max_images`, evenly
+    spaced; the same images for every run."""
+    step = max(1, len(cohort) // max_images)
+    return cohort.subset(list(range(0, len(cohort), step))[:max_images])
+
+
+class SplitReference:
+    """A split's quality reference and what every run of the split is scored against: its
+    feature statistics of the real target images and the task FID of each raw source. Both
+    are the same for every translating run of the split, so the reference's cell computes
+    them once and saves them beside the reference's model (`quality-features.pt`)."""
+
+    def __init__(
+        self,
+        model: FittedModel,
+        rt: Runtime,
+        real: dict[str, torch.Tensor],
+        raw_fid: dict[str, float],
+    ) -> None:
+        self.model, self.rt, self.real, self.raw_fid = model, rt, real, raw_fid
+        self.features = PredictorFeatures(model.predictor.to(rt.device))
+
+    @classmethod
+    def compute(
+        cls, folder: Path, target: Cohort, sources: list[Cohort], q: QualityConfig, cfg: Config
+    ) -> SplitReference:
+        """From the reference's model in `folder`: real target features, and the task FID of
+        every source's scored sample before translation."""
+        model, rt = FittedModel.load(folder / "model.pt"), Runtime.from_config(cfg.train)
+        features = PredictorFeatures(model.predictor.to(rt.device))
+        real = real_statistics(target.images, features)
+        raw = {
+            c.modality: fid_to(real, scored_sample(c, q.max_images).images, features)
+            for c in sources
+        }
+        return cls(model, rt, real, raw)
+
+    @classmethod
+    def load(
+        cls, folder: Path, target: Cohort, sources: list[Cohort], q: QualityConfig, cfg: Config
+    ) -> SplitReference:
+        """The reference as its cell cached it; computed here (the same numbers) where the
+        cache is absent, e.g. for a folder older than the cache."""
+        if not cls.cached(folder):
+            return cls.compute(folder, target, sources, q, cfg)
+        saved = load_checkpoint(folder / FEATURES)
+        model = FittedModel.load(folder / "model.pt")
+        return cls(model, Runtime.from_config(cfg.train), saved["real"], saved["task_fid_raw"])
+
+    @staticmethod
+    def cached(folder: Path) -> bool:
+        return (folder / FEATURES).exists()
+
+    def save(self, folder: Path) -> None:
+        atomic_save({"real": self.real, "task_fid_raw": self.raw_fid}, folder / FEATURES)
+
+    def scores(self, sample: Cohort, translated: torch.Tensor) -> dict[str, float]:
+        """Task FID of a source's translated sample (and of the raw sample, for scale) and
+        consistency: the reference's error (MSE, or accuracy for classes) on the translated
+        images against the source labels."""
+        m = sample.modality
+        pred = self.model.predict(translated, self.rt)
+        true = sample.labels.numpy()
+        regression = self.model.codec.classes is None
+        consistency = ((pred - true) ** 2).mean() if regression else (pred == true).mean()
+        return {
+            f"task_fid_{m}": fid_to(self.real, translated, self.features),
+            f"task_fid_raw_{m}": self.raw_fid[m],
+            f"consistency_{m}": float(consistency),
+        }
+
+
+def quality_done(run_dir: Path) -> bool:
+    """Both files of a run's quality scoring are there (quality.json is written last)."""
+    return (run_dir / "quality.json").exists() and (run_dir / "translations.pt").exists()
+
+
+def score_run(
+    run_dir: Path,
+    reference: Path,
+    target: Cohort,
+    sources: list[Cohort],
+    q: QualityConfig,
+    cfg: Config,
+) -> dict[str, Any]:
+    """Scores of one translating run's translations against its split's quality reference
+    (the folder `reference`), saved as quality.json, plus the fixed examples
+    (translations.pt) that the report's translation grids show."""
+    path = run_dir / "quality.json"
+    if quality_done(run_dir):
+        return read_json(path)
+    rt = Runtime.from_config(cfg.train)
+    fitted = FittedModel.load(run_dir / "model.pt")
+    ref = SplitReference.load(reference, target, sources, q, cfg)
+    quality: dict[str, Any] = {"notes": []}
+    examples = {}
+    for c in sources:
+        sample = scored_sample(c, q.max_images)
+        fake = translate(fitted.translators[c.modality].to(rt.device), sample.images, rt)
+        examples[c.modality] = {"source": sample.images[:8].clone(), "translated": fake[:8].clone()}
+        quality.update(ref.scores(sample, fake))
+        if q.inception_weights is not None:
+            try:
+                scores = inception_scores(target.images, fake, q.inception_weights)
+                quality.update({f"{k}_{c.modality}": v for k, v in scores.items()})
+            except DuiitError as exc:
+                quality["notes"].append(str(exc))
+    atomic_save(examples, run_dir / "translations.pt")
+    write_json(quality, path)
+    return quality

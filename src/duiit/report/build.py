@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from duiit.errors import DuiitError
-from duiit.evaluation.runner import collect
+from duiit.evaluation.results import collect
 from duiit.evaluation.stats import holdout_ratio, n_sources, setting_order
 from duiit.files import read_csv, write_csv, write_text
 from duiit.report import figures

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from duiit.evaluation.grid import setting_name
 from duiit.evaluation.metrics import (
     MAJORITY_PREDICTOR,
     MEAN_PREDICTOR,
     constant_predictor_metrics,
 )
-from duiit.evaluation.runner import setting_name
 from duiit.evaluation.stats import comparisons, pure_setting, setting_order, summary
 from duiit.files import read_csv
 

@@ -1,0 +1,111 @@
+"""Backends run grid cells; the grid (`grid.py`) and the runner know them by one small
+interface, `Backend`: entered once per experiment, then `run_cells(cells, out)` yields each
+cell's `Outcome` as it finishes. Two engines: this machine's processes (`LocalPool`, here)
+and a Ray cluster (`ray_backend.RayCluster`). Either writes the same run folders, through
+`grid.run_cell`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import torch
+
+from duiit.errors import DuiitWarning
+from duiit.evaluation.grid import Cell, Job, Outcome, run_cell
+
+
+class Backend(Protocol):
+    """Runs cells somewhere; a context manager holding its workers for one experiment."""
+
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def describe(self) -> str:
+        """Where the cells run, for the progress header (" with 2 workers")."""
+        ...
+
+    def run_cells(self, cells: list[Cell], out: Path) -> Iterator[Outcome]:
+        """Run `cells`, started in the given order as workers free up; yield each one's
+        outcome as it finishes."""
+        ...
+
+
+def prepare_worker(job: Job, threads: int, device: str | None) -> Job:
+    """A worker's share of the machine: `threads` CPU threads and, if given, its device.
+    Data warnings are silenced: the driver has shown them when it loaded the cohorts."""
+    warnings.simplefilter("ignore", DuiitWarning)
+    torch.set_num_threads(threads)
+    if device is None:
+        return job
+    cfg = job.cfg.model_copy(deep=True)
+    cfg.train.device = device
+    return Job(job.exp, cfg, job.target, job.sources)
+
+
+class LocalPool:
+    """`workers` runs at a time on this machine: in this process when one (and under
+    torchrun, where every run uses all the processes), else in that many spawned processes,
+    each with its share of the CPU threads, or its own GPU when several are visible. The
+    job is pickled to each process once."""
+
+    def __init__(self, job: Job, workers: int = 1) -> None:
+        self.job, self.workers = job, workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalPool:
+        if self.workers > 1:
+            ctx = mp.get_context("spawn")
+            devices = ctx.Queue()
+            for d in _devices(self.job, self.workers):
+                devices.put(d)
+            threads = max(1, torch.get_num_threads() // self.workers)
+            self.pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(self.job, threads, devices),
+            )
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def describe(self) -> str:
+        return f" with {self.workers} workers" if self.workers > 1 else ""
+
+    def run_cells(self, cells: list[Cell], out: Path) -> Iterator[Outcome]:
+        if self.pool is None:
+            for cell in cells:
+                yield run_cell(self.job, cell, out)
+            return
+        futures: list[Future[Outcome]] = [self.pool.submit(_pool_cell, c, out) for c in cells]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _devices(job: Job, workers: int) -> list[str | None]:
+    """One device per worker: GPUs round-robin when several are visible, else the run's."""
+    n_gpu = torch.cuda.device_count() if job.cfg.train.device == "auto" else 0
+    return [f"cuda:{i % n_gpu}" for i in range(workers)] if n_gpu > 1 else [None] * workers
+
+
+_JOB: list[Job] = []  # the job of this pool process, set once by its initializer
+
+
+def _init_worker(job: Job, threads: int, devices: Any) -> None:
+    _JOB.append(prepare_worker(job, threads, devices.get()))
+
+
+def _pool_cell(cell: Cell, out: Path) -> Outcome:
+    return run_cell(_JOB[0], cell, out)
