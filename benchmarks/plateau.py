@@ -4,6 +4,9 @@ where that curve flattens: the evidence behind an experiment's `train.steps`.
 
     .venv/bin/python benchmarks/plateau.py configs/phantom-claims.yaml --out /tmp/plateau \
         --methods cyclegan duiit --sources MRI --steps 2000
+    .venv/bin/python benchmarks/plateau.py configs/phantom-cut.yaml --out /tmp/plateau-cut \
+        --methods duiit "duiit[translator=cut]" "duiit[translator=fastcut]" \
+        --sources MRI --steps 1000 --every 50               # one curve per translator
 
 The distance is the 1-D Wasserstein distance between the pixel intensities of translated
 validation-watch images and real target validation images (`val_hist_dist_<source>` in
@@ -29,6 +32,7 @@ from duiit.config import with_overrides  # noqa: E402
 from duiit.data import load_cohorts  # noqa: E402
 from duiit.evaluation.curves import flat_from  # noqa: E402
 from duiit.evaluation.runner import load_experiment  # noqa: E402
+from duiit.methods.base import method_folder  # noqa: E402
 from duiit.runs import execute  # noqa: E402
 
 
@@ -53,7 +57,7 @@ def main() -> None:
     print("command: " + " ".join(["python", *sys.argv]))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for method in args.methods:
-        run_dir = args.out / method
+        run_dir = args.out / method_folder(method)
         start = time.perf_counter()
         result = execute(run_dir, method, cfg, target, sources, split_seed=0, quiet=True)
         minutes = (time.perf_counter() - start) / 60
@@ -64,7 +68,7 @@ def main() -> None:
             flat = flat_from(steps, values, args.tolerance)
             source = name.removeprefix("val_hist_dist_")
             print(
-                f"{method:10s} {source}: distance {values[0]:.3f} -> {values[-1]:.3f}, flat "
+                f"{method:28s} {source}: distance {values[0]:.3f} -> {values[-1]:.3f}, flat "
                 f"(within {args.tolerance:.0%}) from step {flat}; test mse "
                 f"{result['metrics'].get('mse', float('nan')):.4g}; {minutes:.1f} min"
             )

@@ -1,33 +1,45 @@
-"""Throughput of one joint DUIIT training step: the plain path against the fast path (and
-variants of it), side by side in one process.
+"""Throughput of one joint DUIIT training step: contenders side by side in one process,
+alternating in rounds (every other one in reverse order; the median round counts), so a
+busy machine slows all of them alike.
 
     .venv/bin/python benchmarks/step.py                          # 64/128/256 px, CPU sizes
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders plain fast fast+compile \
         fast+channels_last --profile fast                        # what else could be faster
+    .venv/bin/python benchmarks/step.py --contenders fast cut fastcut  # the translators
+    .venv/bin/python benchmarks/step.py --sizes 128 --contenders fast fast+two_d_calls
+                                                                 # one discriminator call
     .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
                                                                  # the demo's own sizes
     .venv/bin/python benchmarks/step.py --sizes 128 256 --steps 10 --warmup 3 --contenders \
         plain fast-compile fast+channels_last-compile fast fast+channels_last   # GPU
 
-Contenders (each a fresh task on the same data, seeded alike): `plain` (eager fp32,
-non-fused Adam: train.fast=false) or `fast` (the defaults: train.precision=auto, i.e. bf16
+Contenders (each a fresh task on the same data, seeded alike): a base, `plain` (eager fp32,
+non-fused Adam: train.fast=false), `fast` (the defaults: train.precision=auto, i.e. bf16
 autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA
-torch.compile), followed by any of `+compile` / `-compile` (train.compile=on / off)
-and `+channels_last` (train.channels_last=true), e.g. `fast+channels_last-compile`.
-images/s counts target images per second (each step also translates as many source images
-both ways). FLOPs per step come from torch's FlopCounterMode. Contenders alternate in rounds
-and the median round counts, so a busy machine slows all of them alike. "step mem" (CUDA) is
-a step's working memory above the resident weights and optimiser state. `--csv` also writes
-the rows to a file, each as soon as it is measured.
+torch.compile), `cut` or `fastcut` (fast with model.translator=cut / fastcut instead of
+CycleGAN), followed by any of `+compile` / `-compile` (train.compile=on / off),
+`+channels_last` (train.channels_last=true) and `+two_d_calls` (each discriminator scores
+real and fake images in two calls, as before issue 19; now one call on both), e.g.
+`fast+channels_last-compile`.
+One row per contender: images/s counts target images per second (each step also translates
+as many source images); "x <first>" is the first contender's step time divided by this
+one's, in the same rounds (above 1: faster); the "D" columns say the same of the
+discriminators' update alone. FLOPs per step come from torch's FlopCounterMode. "step mem"
+(CUDA) is a step's working memory above the resident weights and optimiser state. `--csv`
+also writes the rows to a file, each as soon as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -37,17 +49,24 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from duiit.config import load_config
 from duiit.data.cohort import Cohort
+from duiit.methods import translators
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
 from duiit.training.runtime import Runtime, cpu_bf16_units, seed_everything
 
 # Dense bf16 tensor-core peaks (FLOP/s) of GPUs we may be lent; used for "% of peak".
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-BASES = {"plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"], "fast": []}
-MODIFIERS = {
+BASES = {
+    "plain": ["train.fast=false", "train.compile=off", "train.precision=fp32"],
+    "fast": [],
+    "cut": ["model.translator=cut"],
+    "fastcut": ["model.translator=fastcut"],
+}
+MODIFIERS: dict[str, str | None] = {  # None: no setting, a change of the library's code
     "+compile": "train.compile=on",
     "-compile": "train.compile=off",
     "+channels_last": "train.channels_last=true",
+    "+two_d_calls": None,  # see as_contender
 }
 
 
@@ -65,7 +84,25 @@ def contender(name: str) -> str:
 def overrides(name: str) -> list[str]:
     """The run settings of a contender."""
     base, *mods = re.split(r"(?=[+-])", name)
-    return [*BASES[base], *(MODIFIERS[m] for m in mods)]
+    return [*BASES[base], *(s for m in mods if (s := MODIFIERS[m]) is not None)]
+
+
+def two_discriminator_calls(
+    d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """The discriminator loss before issue 19: real and fake images in two calls."""
+    lsgan = translators.lsgan
+    return 0.5 * (lsgan(d(real), True) + lsgan(d(fake), False))
+
+
+@contextlib.contextmanager
+def as_contender(name: str) -> Iterator[None]:
+    """What a contender changes in the library's code while its steps run."""
+    if "+two_d_calls" in re.split(r"(?=[+-])", name):
+        with mock.patch.object(translators, "discriminator_loss", two_discriminator_calls):
+            yield
+    else:
+        yield
 
 
 def cohort(name: str, n: int, size: int) -> Cohort:
@@ -105,53 +142,71 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(task: TranslationTask, steps: int, first: int) -> float:
-    """Seconds per step over `steps` steps, numbered from `first`."""
+def measure(name: str, task: TranslationTask, steps: int, first: int) -> tuple[float, float]:
+    """Seconds per step over `steps` steps, numbered from `first`, and of them the seconds
+    of the discriminators' update (the part issue 19's single call changes)."""
+    update, spent = task.update_discriminators, [0.0]
+
+    def timed(*args: Any) -> dict[str, torch.Tensor]:
+        sync(task.rt.device)
+        start = time.perf_counter()
+        out = update(*args)
+        sync(task.rt.device)
+        spent[0] += time.perf_counter() - start
+        return out
+
     sync(task.rt.device)
     start = time.perf_counter()
-    for i in range(steps):
-        task.train_step(first + i)
+    with as_contender(name), mock.patch.object(task, "update_discriminators", timed):
+        for i in range(steps):
+            task.train_step(first + i)
     sync(task.rt.device)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, spent[0] / steps
 
 
 def side_by_side(
-    tasks: list[TranslationTask], steps: int, warmup: int, rounds: int
-) -> tuple[list[float], list[float | None]]:
-    """Median seconds per step of each task over `rounds` alternating rounds, and on CUDA
-    each task's working memory: the peak allocated during its steps above what was
-    allocated before them (not the weights and optimiser state every task keeps)."""
-    for task in tasks:
-        measure(task, warmup, 0)  # compile, allocator and kernel caches happen here
-    cuda = tasks[0].rt.device.type == "cuda"
-    times: list[list[float]] = [[] for _ in tasks]
+    tasks: dict[str, TranslationTask], steps: int, warmup: int, rounds: int
+) -> tuple[list[float], list[float], list[float | None]]:
+    """Median seconds per step of each task over `rounds` rounds (ABC, CBA, ...), the median
+    seconds of its discriminators' update, and on CUDA each task's working memory: the
+    peak allocated during its steps above what was allocated before them (not the weights
+    and optimiser state every task keeps)."""
+    for name, task in tasks.items():
+        if warmup:
+            measure(name, task, warmup, 0)  # compile, allocator and kernel caches happen here
+    cuda = next(iter(tasks.values())).rt.device.type == "cuda"
+    times: list[list[tuple[float, float]]] = [[] for _ in tasks]
     peaks: list[float | None] = [0.0 if cuda else None for _ in tasks]
-    for r in range(rounds):
-        for k, task in enumerate(tasks):
+    order = list(enumerate(tasks.items()))
+    for r in range(rounds):  # every other round in reverse, so no one always goes first
+        for k, (name, task) in order if r % 2 == 0 else order[::-1]:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(task.rt.device)
                 before = torch.cuda.memory_allocated(task.rt.device)
-            times[k].append(measure(task, steps, warmup + r * steps))
+            times[k].append(measure(name, task, steps, warmup + r * steps))
             if cuda:
                 extra = (torch.cuda.max_memory_allocated(task.rt.device) - before) / 2**30
                 peaks[k] = max(peaks[k] or 0.0, extra)
-    return [float(np.median(t)) for t in times], peaks
+    steps_s = [float(np.median([t for t, _ in ts])) for ts in times]
+    d_s = [float(np.median([d for _, d in ts])) for ts in times]
+    return steps_s, d_s, peaks
 
 
-def flops_per_step(task: TranslationTask) -> float:
-    with FlopCounterMode(display=False) as counter:
+def flops_per_step(name: str, task: TranslationTask) -> float:
+    with FlopCounterMode(display=False) as counter, as_contender(name):
         task.train_step(10_000)
     return float(counter.get_total_flops())
 
 
-def print_profile(task: TranslationTask, rows: int = 12) -> None:
+def print_profile(name: str, task: TranslationTask, rows: int = 12) -> None:
     """Where one step's time goes, by operator: what to optimise next."""
-    task.train_step(20_000)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        task.train_step(20_001)
+    with as_contender(name):
+        task.train_step(20_000)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            task.train_step(20_001)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"  profile of one step ({task.rt.precision_note}), self time by operator:")
+    print(f"  profile of one {name} step ({task.rt.precision_note}), self time by operator:")
     for e in events[:rows]:
         print(f"    {e.key:40s} {100 * e.self_cpu_time_total / total:5.1f} %  ({e.count} calls)")
 
@@ -177,8 +232,8 @@ def main() -> None:
         nargs="+",
         type=contender,
         default=["plain", "fast"],
-        help="plain or fast, then any of +compile -compile +channels_last; the first is "
-        "the reference of the x column",
+        help="plain, fast, cut or fastcut, then any of +compile -compile +channels_last "
+        "+two_d_calls; the first is the reference of the x columns",
     )
     p.add_argument("--profile", type=contender, help="also profile this contender's step")
     p.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
@@ -202,40 +257,44 @@ def main() -> None:
     ratio = f"x {args.contenders[0]}"
     width, rw = max(len(c) for c in args.contenders), len(ratio) + 2
     print(
-        f"{'px':>4} {'batch':>5}  {'contender':<{width}} {'img/s':>9} {ratio:>{rw}} "
-        f"{'GFLOP/step':>11} {'TFLOP/s':>8} {'% bf16 peak':>11} {'step mem GiB':>12}"
+        f"{'px':>4} {'batch':>5}  {'contender':<{width}} {'img/s':>9} {'s/step':>8} "
+        f"{ratio:>{rw}} {'D s/step':>8} {'D ' + ratio:>{rw + 2}} {'GFLOP/step':>11} "
+        f"{'TFLOP/s':>8} {'% bf16 peak':>11} {'step mem GiB':>12}"
     )
     rows = []
     for size in args.sizes:
         for batch in args.batches:
-            tasks = [make_task(size, batch, c, args) for c in args.contenders]
-            flops = flops_per_step(tasks[0])
-            secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
-            for c, sec, mem in zip(args.contenders, secs, mems, strict=True):
+            tasks = {c: make_task(size, batch, c, args) for c in args.contenders}
+            flops = [flops_per_step(c, t) for c, t in tasks.items()]
+            secs, d_secs, mems = side_by_side(tasks, args.steps, args.warmup, args.rounds)
+            for c, f, sec, d, mem in zip(tasks, flops, secs, d_secs, mems, strict=True):
                 row = {
                     "px": size,
                     "batch": batch,
                     "contender": c,
                     "img_s": batch / sec,
+                    "s_step": sec,
                     "x_first": secs[0] / sec,
-                    "gflop_step": flops / 1e9,
-                    "tflop_s": flops / sec / 1e12,
-                    "pct_bf16_peak": 100 * flops / sec / peak if peak else None,
+                    "d_s_step": d,
+                    "d_x_first": d_secs[0] / d,
+                    "gflop_step": f / 1e9,
+                    "tflop_s": f / sec / 1e12,
+                    "pct_bf16_peak": 100 * f / sec / peak if peak else None,
                     "step_mem_gib": mem,
                 }
                 rows.append(row)
                 pct = f"{row['pct_bf16_peak']:.1f}" if peak else "n/a"
                 memory = f"{mem:.2f}" if mem is not None else "n/a"
                 print(
-                    f"{size:>4} {batch:>5}  {c:<{width}} {row['img_s']:>9.2f} "
-                    f"{row['x_first']:>{rw}.2f} {row['gflop_step']:>11.1f} "
-                    f"{row['tflop_s']:>8.3f} {pct:>11} {memory:>12}",
+                    f"{size:>4} {batch:>5}  {c:<{width}} {row['img_s']:>9.2f} {sec:>8.3f} "
+                    f"{row['x_first']:>{rw}.2f} {d:>8.3f} {row['d_x_first']:>{rw + 2}.2f} "
+                    f"{row['gflop_step']:>11.1f} {row['tflop_s']:>8.3f} {pct:>11} {memory:>12}",
                     flush=True,
                 )
                 if args.csv:
                     pd.DataFrame(rows).to_csv(args.csv, index=False)
-            if args.profile in args.contenders:
-                print_profile(tasks[args.contenders.index(args.profile)])
+            if args.profile in tasks:
+                print_profile(args.profile, tasks[args.profile])
             del tasks
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from duiit.config import load_config
+from duiit.data import Cohort, load_cohorts
 from duiit.data.phantom import PhantomSpec, synthesise
 
 # The suite runs on the CPU everywhere: its bit-exact checks assume CPU kernels and its
@@ -27,3 +30,28 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out, PhantomSpec(patients={"CT": 100, "MRI": 30, "PET": 30}, size=32, slices=2), quiet=True
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def cohorts(phantom_dir: Path) -> tuple[Cohort, list[Cohort]]:
+    """The phantom's CT (target) and MRI (source) at the tests' 32 px."""
+    return load_cohorts(
+        phantom_dir / "ct.csv",
+        [phantom_dir / "mri.csv"],
+        load_config(overrides=["data.image_size=32"]).data,
+        quiet=True,
+    )
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One CPU thread for a test: bitwise comparisons within one process (as the resume
+    tests use), and tiny networks whose operations are too small to split, where on a busy
+    machine the second thread mostly waits (measured: the CUT learning test took 62 s on
+    one thread, 419 s on two, load average 6 on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

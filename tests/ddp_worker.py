@@ -1,6 +1,6 @@
 """Run a few translator steps, alone or as one rank under torchrun; each rank saves the
-translators of a CycleGAN task (rank 0 to OUT, rank r to OUT.rank<r>) and the predictor of
-a joint DUIIT task (OUT.predictor-<r>).
+translators of a CycleGAN and of a CUT task (rank 0 to OUT, rank r to OUT.rank<r>) and the
+predictor of a joint DUIIT task (OUT.predictor-<r>).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
@@ -49,15 +49,27 @@ def train_and_save(out: str, batch: int) -> None:
         ]
     )
     rt = Runtime.from_config(cfg.train)
-    seed_everything(0)
     target, source = noise_cohort("CT", 1), noise_cohort("MRI", 2)
-    task = TranslationTask(
-        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="none"
-    )
-    init = {k: v.clone() for k, v in task.bank.state_dict().items()}
-    for step in range(3):
-        task.train_step(step)
-    state = {"init": init, "bank": task.bank.state_dict(), "world": rt.world}
+    init, trained = {}, {}
+    for translator in ("cyclegan", "cut"):
+        seed_everything(0)
+        task = TranslationTask(
+            target,
+            target,
+            [source],
+            cfg.model_copy(
+                update={"model": cfg.model.model_copy(update={"translator": translator})}
+            ),
+            rt,
+            LabelCodec.fit(target),
+            coupling="none",
+        )
+        nets = task.translator.nets
+        init[translator] = {k: v.clone() for k, v in nets.state_dict().items()}
+        for step in range(3):
+            task.train_step(step)
+        trained[translator] = nets.state_dict()
+    state = {"init": init, "bank": trained, "world": rt.world}
     torch.save(state, out if rt.is_main else f"{out}.rank{rt.rank}")
     # The predictor's batch norm sees each rank's half batch, so it is compared across the
     # ranks (the same gradients after the all-reduce keep the same weights), not with one.

@@ -196,10 +196,10 @@ def test_fast_path_variants_compute_the_plain_step(
     assert got == pytest.approx(expected, rel=0.05)
     for step in range(1, 4):
         assert all(math.isfinite(float(v)) for v in fast.train_step(step).values())
-    for p in [*fast.bank.parameters(), *fast.predictor.parameters()]:
+    for p in [*fast.translator.nets.parameters(), *fast.predictor.parameters()]:
         if p.grad is not None:
             assert layout(p.grad) == layout(p)
-    conv = fast.bank.G["MRI"].net[4].weight  # 3x3, ngf -> 2 ngf channels
+    conv = fast.translator.nets.G["MRI"].net[4].weight  # 3x3, ngf -> 2 ngf channels
     assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 

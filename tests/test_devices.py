@@ -29,15 +29,6 @@ from duiit.training.loop import LoopSettings, run_loop
 from duiit.training.runtime import Runtime
 
 
-@pytest.fixture
-def one_thread() -> None:
-    """Bitwise comparisons within one process: one thread, as the resume tests use."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_fake_device_refuses_what_cuda_refuses() -> None:
     """The checker the tests below rely on: mixing fails, moves and CPU scalars do not."""
     with on_fake_device() as dev:
@@ -102,7 +93,10 @@ def test_duiit_resumes_on_the_device_after_the_pool_is_full(
             run_loop(killed, tmp_path / "killed", s, rt)
         resumed = tiny_translation(rt)
         assert run_loop(resumed, tmp_path / "killed", s, rt).trained_steps == 4
-        assert resumed.pool_t.images is not None and resumed.pool_t.images.device == dev
+        assert (
+            resumed.translator.pool_t.images is not None
+            and resumed.translator.pool_t.images.device == dev
+        )
         for name, module in whole.modules().items():
             other = resumed.modules()[name].state_dict()
             for k, v in module.state_dict().items():

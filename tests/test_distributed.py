@@ -14,6 +14,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
+    """For CycleGAN and CUT (whose patch locations every rank must draw alike)."""
     single = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path / "one.pt"), "4"],
         capture_output=True,
@@ -28,11 +29,13 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert one["world"] == 1 and two["world"] == 2
     rank1 = torch.load(tmp_path / "two.pt.rank1", weights_only=True)
-    for k, v in two["bank"].items():  # the averaged steps kept the ranks in step
-        assert torch.equal(v, rank1["bank"][k]), k
-    for k, v in one["bank"].items():
-        assert torch.allclose(v, two["bank"][k], atol=1e-5, rtol=1e-4), k
-    assert any(not torch.equal(v, one["init"][k]) for k, v in one["bank"].items())  # it trained
+    for translator in ("cyclegan", "cut"):
+        bank, init = one["bank"][translator], one["init"][translator]
+        for k, v in two["bank"][translator].items():  # the averaged steps kept the ranks
+            assert torch.equal(v, rank1["bank"][translator][k]), k  # in step
+        for k, v in bank.items():
+            assert torch.allclose(v, two["bank"][translator][k], atol=1e-5, rtol=1e-4), k
+        assert any(not torch.equal(v, init[k]) for k, v in bank.items())  # it trained
     ranks = [torch.load(f"{tmp_path / 'two.pt'}.predictor-{r}", weights_only=True) for r in (0, 1)]
     for k, v in ranks[0]["predictor"].items():  # each rank saw other images: only the
         assert torch.allclose(v, ranks[1]["predictor"][k], atol=1e-6), k  # all-reduce agrees

@@ -28,13 +28,7 @@ def tiny_config(*extra: str) -> Config:
     return load_config(overrides=[*TINY, *extra])
 
 
-@pytest.fixture(scope="module")
-def cohorts(phantom_dir: Path):
-    cfg = tiny_config()
-    target, sources = load_cohorts(
-        phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], cfg.data, quiet=True
-    )
-    return target, sources
+TRANSLATORS = ["cyclegan", "cut", "fastcut"]
 
 
 def make_task(
@@ -73,23 +67,26 @@ def test_scale_grad_is_identity_forward_and_scales_backward() -> None:
 
 def stepped_grads(task: TranslationTask, batch_) -> dict[str, torch.Tensor]:
     """The gradients `update_generators` hands to the generators' optimiser, keyed by
-    parameter name; the step itself is skipped, so the weights stay as they were."""
+    parameter name; the step itself is skipped, so the weights stay as they were, and so
+    is the translator's randomness (CUT's patch locations): calls compare alike."""
     grads: dict[str, torch.Tensor] = {}
+    randomness = task.translator.state_dict()
 
     def record(opt: torch.optim.Optimizer) -> None:
         if opt is task.opt["G"]:
-            for name, p in task.bank.named_parameters():
+            for name, p in task.translator.nets.named_parameters():
                 if p.grad is not None:
                     grads[name] = p.grad.detach().clone()
 
     task.rt.step = record  # type: ignore[method-assign]
     task.update_generators(*batch_)
+    task.translator.load_state_dict(randomness)
     return grads
 
 
 def grad_of(loss: torch.Tensor, task: TranslationTask) -> dict[str, torch.Tensor]:
     """d loss / d (generator parameters), computed on its own."""
-    params = dict(task.bank.named_parameters())
+    params = dict(task.translator.nets.named_parameters())
     got = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return {n: g for n, g in zip(params, got, strict=True) if g is not None}
 
@@ -103,22 +100,31 @@ def assert_difference(a, b, expected, factor: float) -> None:
     assert (diff - want).norm() <= 1e-3 * want.norm(), float((diff - want).norm() / want.norm())
 
 
-def test_generator_gets_lambda_times_the_gradient_of_the_mse_in_years(cohorts) -> None:
+@pytest.mark.parametrize("translator", TRANSLATORS)
+def test_generator_gets_lambda_times_the_gradient_of_the_mse_in_years(
+    cohorts, translator: str
+) -> None:
     """The paper's lambda weighs L_pred in label units (years²), though the predictor learns
-    on standardised labels: G's gradient in the step actually taken is lambda * dMSE_y²/dG."""
+    on standardised labels: G's gradient in the step actually taken is lambda * dMSE_y²/dG,
+    whichever translator G belongs to."""
     lam = 1e-3
-    task = make_task(cohorts, f"train.lambda_pred={lam}", "train.precision=fp32")
+    task = make_task(
+        cohorts,
+        f"train.lambda_pred={lam}",
+        "train.precision=fp32",
+        f"model.translator={translator}",
+    )
     data = batch(task)
     coupled = stepped_grads(task, data)
     task.cfg.train.lambda_pred = 0.0
     uncoupled = stepped_grads(task, data)
     x, rx, ys = data
     (y, ry), codec = ys["MRI"], task.codec
-    years = codec.decode(task.predictor(torch.cat([x, task.bank.G["MRI"](y)])))
+    years = codec.decode(task.predictor(torch.cat([x, task.translator.nets.G["MRI"](y)])))
     mse_years = F.mse_loss(years, codec.decode(torch.cat([rx, ry])))
     assert codec.std > 5  # ages: years² and standardised units differ by far more than 1e-3
     expected = grad_of(mse_years, task)
-    assert expected and all(n.startswith("G.") for n in expected)  # F never sees L_pred
+    assert expected and all(n.startswith("G.") for n in expected)  # F, H never see L_pred
     assert_difference(coupled, uncoupled, expected, lam)
 
 
@@ -128,19 +134,25 @@ def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
     with_idt = stepped_grads(task, data)
     task.cfg.train.lambda_identity = 0.0
     without = stepped_grads(task, data)
-    losses, _, _ = task.generator_losses(*data)
+    losses, _ = task.generator_losses(*data)
     assert "idt" not in losses  # 0 disables it (and its cost)
     x, _, ys = data
     y = ys["MRI"][0]
-    b = task.bank
+    b = task.translator.nets
     idt = F.l1_loss(b.G["MRI"](x), x) + F.l1_loss(b.F["MRI"](y), y)
     assert_difference(with_idt, without, grad_of(idt, task), 10.0 * 0.5)
 
 
-def test_cycada_semantic_loss_weighs_lambda_sem(cohorts) -> None:
+@pytest.mark.parametrize("translator", TRANSLATORS)
+def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> None:
     frozen = Predictor("resnet10", 1, width=0.5)
     task = make_task(
-        cohorts, "train.lambda_sem=0.5", "train.precision=fp32", coupling="frozen", frozen=frozen
+        cohorts,
+        "train.lambda_sem=0.5",
+        "train.precision=fp32",
+        f"model.translator={translator}",
+        coupling="frozen",
+        frozen=frozen,
     )
     data = batch(task)
     with_sem = stepped_grads(task, data)
@@ -148,15 +160,15 @@ def test_cycada_semantic_loss_weighs_lambda_sem(cohorts) -> None:
     without = stepped_grads(task, data)
     _, _, ys = data
     y, ry = ys["MRI"]
-    sem = task.codec.loss(frozen(task.bank.G["MRI"](y)), ry)
+    sem = task.codec.loss(frozen(task.translator.nets.G["MRI"](y)), ry)
     assert_difference(with_sem, without, grad_of(sem, task), 0.5)
 
 
 def test_pred_loss_reaches_generator_only_when_lambda_positive(cohorts) -> None:
     task = make_task(cohorts, "train.lambda_pred=0")
-    losses, _, _ = task.generator_losses(*batch(task))
+    losses, _ = task.generator_losses(*batch(task))
     losses["pred"].backward()
-    assert all(p.grad is None or not p.grad.any() for p in task.bank.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in task.translator.nets.parameters())
     assert any(p.grad is not None and p.grad.any() for p in task.predictor.parameters())
 
 
@@ -185,14 +197,19 @@ def test_translators_keep_their_last_weights_while_the_predictor_is_selected(
     )
 
 
-def test_detached_variant_gives_generators_no_gradient_from_pred_loss(cohorts) -> None:
+@pytest.mark.parametrize("translator", TRANSLATORS)
+def test_detached_variant_gives_generators_no_gradient_from_pred_loss(
+    cohorts, translator: str
+) -> None:
     """What the authors' released code runs: the predictor co-trains on G(y), G learns
     nothing from it, even with a lambda that would dominate the joint variant."""
-    task = make_task(cohorts, "train.lambda_pred=1.0", coupling="detached")
+    task = make_task(
+        cohorts, "train.lambda_pred=1.0", f"model.translator={translator}", coupling="detached"
+    )
     x, rx, ys = batch(task)
-    losses, _, _ = task.generator_losses(x, rx, ys)
+    losses, _ = task.generator_losses(x, rx, ys)
     losses["pred"].backward()
-    assert all(p.grad is None for p in task.bank.parameters())
+    assert all(p.grad is None for p in task.translator.nets.parameters())
     before = copy.deepcopy(task.predictor.state_dict())
     task.train_step(0)
     after = task.predictor.state_dict()
@@ -204,10 +221,10 @@ def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> 
     before = copy.deepcopy(frozen.state_dict())
     task = make_task(cohorts, coupling="frozen", frozen=frozen)
     x, rx, ys = batch(task)
-    losses, _, _ = task.generator_losses(x, rx, ys)
+    losses, _ = task.generator_losses(x, rx, ys)
     assert task.predictor is None and "pred" not in losses
     losses["sem"].backward()
-    assert any(p.grad is not None and p.grad.any() for p in task.bank.G.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in task.translator.nets.G.parameters())
     assert all(p.grad is None for p in frozen.parameters())
     for step in range(3):
         task.train_step(step)
@@ -215,29 +232,61 @@ def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> 
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_one_step_lowers_every_loss_term_on_a_fixed_batch(cohorts) -> None:
-    task = make_task(cohorts, "train.pool_size=0", "train.lambda_pred=0.01")
+@pytest.mark.parametrize(
+    ("translator", "terms", "d_terms"),
+    [
+        ("cyclegan", ("adv_G", "adv_F", "cyc", "pred"), ("D_t", "D_s")),
+        ("cut", ("adv_G", "nce", "nce_idt", "pred"), ("D_t",)),
+    ],
+)
+def test_one_step_lowers_every_loss_term_on_a_fixed_batch(
+    cohorts, translator: str, terms: tuple[str, ...], d_terms: tuple[str, ...]
+) -> None:
+    task = make_task(
+        cohorts, "train.pool_size=0", "train.lambda_pred=0.01", f"model.translator={translator}"
+    )
     x, rx, ys = batch(task)
-    with torch.no_grad(), task.rt.autocast():  # the precision the step itself uses
-        before, _, _ = task.generator_losses(x, rx, ys)
-    _, fakes_t, fakes_s = task.update_generators(x, rx, ys)
+    images = {m: y for m, (y, _) in ys.items()}
+    state = task.translator.state_dict()  # CUT: the same patch locations in every evaluation
+
+    def losses() -> dict[str, torch.Tensor]:
+        task.translator.load_state_dict(state)
+        with torch.no_grad(), task.rt.autocast():  # the precision the step itself uses
+            return task.generator_losses(x, rx, ys)[0]
+
+    before = losses()
+    task.translator.load_state_dict(state)
+    _, judged = task.update_generators(x, rx, ys)
+    after = losses()
     with torch.no_grad(), task.rt.autocast():
-        after, _, _ = task.generator_losses(x, rx, ys)
-        d_before = task.discriminator_losses(x, ys, fakes_t, fakes_s)
-    task.update_discriminators(x, ys, fakes_t, fakes_s)
+        d_before = task.translator.discriminator_losses(x, images, judged)
+    task.update_discriminators(x, ys, judged)
     with torch.no_grad(), task.rt.autocast():
-        d_after = task.discriminator_losses(x, ys, fakes_t, fakes_s)
-    for k in ("adv_G", "adv_F", "cyc", "pred"):
+        d_after = task.translator.discriminator_losses(x, images, judged)
+    for k in terms:
         assert after[k] < before[k], (k, float(before[k]), float(after[k]))
-    for k in ("D_t", "D_s"):
+    for k in d_terms:
         assert d_after[k] < d_before[k], (k, float(d_before[k]), float(d_after[k]))
 
 
-def test_cyclegan_mode_has_no_predictor(cohorts) -> None:
-    task = make_task(cohorts, coupling="none")
-    x, rx, ys = batch(task)
-    losses, _, _ = task.generator_losses(x, rx, ys)
+@pytest.mark.parametrize("translator", TRANSLATORS)
+def test_translator_alone_steps_on_its_own_objective(cohorts, translator: str) -> None:
+    """Coupling `none` (the `cyclegan` baseline's first stage, whichever translator): no
+    predictor, and the generators' gradient is exactly that of the translator's weighted
+    terms, nothing of the coupling added."""
+    task = make_task(
+        cohorts, "train.precision=fp32", f"model.translator={translator}", coupling="none"
+    )
+    data = batch(task)
+    stepped = stepped_grads(task, data)
+    x, rx, ys = data
+    losses, _ = task.generator_losses(x, rx, ys)
     assert task.predictor is None and "pred" not in losses and set(task.optimizers()) == {"G", "D"}
+    own = task.translator.objective(losses)
+    expected = {n: g for n, g in grad_of(own, task).items() if not n.startswith("D_")}
+    assert expected and set(stepped) == set(expected)
+    for n, g in expected.items():
+        torch.testing.assert_close(stepped[n], g, rtol=1e-4, atol=1e-7, msg=n)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -290,8 +339,9 @@ def test_two_sources_share_target_discriminator_and_predictor(phantom_dir: Path)
     task = TranslationTask(
         target, target, sources, cfg, Runtime.create("cpu"), LabelCodec.fit(target), "joint"
     )
-    assert set(task.bank.G) == set(task.bank.F) == set(task.bank.D_s) == {"MRI", "PET"}
-    before = copy.deepcopy(task.bank.D_t.state_dict())
+    b = task.translator.nets
+    assert set(b.G) == set(b.F) == set(b.D_s) == {"MRI", "PET"}
+    before = copy.deepcopy(b.D_t.state_dict())
     losses = task.train_step(0)
     assert all(np.isfinite(float(v)) for v in losses.values())
-    assert any(not torch.equal(before[k], v) for k, v in task.bank.D_t.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in b.D_t.state_dict().items())

@@ -288,3 +288,43 @@ def test_report_beside_an_image_split_experiment(sweep: Path, phantom_dir: Path)
     assert "| MIX-CT-MRI | duiit |" in md[md.index(head) :]  # rows of either folder
     build_report(sweep / "image-out")
     assert "2 image-level splits" in (sweep / "image-out" / "results.md").read_text()
+
+
+def test_phantom_cut_config_runs_at_tiny_size(phantom_dir: Path, tmp_path: Path) -> None:
+    """configs/phantom-cut.yaml as it stands, on the test phantom with tiny networks and one
+    split: CUT and CycleGAN, each alone and under DUIIT, run in folders named for their
+    variant, with the translator each asked for, and the report compares ours (DUIIT on
+    CUT) with every other method."""
+    config = Path(__file__).parents[1] / "configs" / "phantom-cut.yaml"
+    sizes = [f"run.{s}.{k}={v}" for s, d in RUN.items() for k, v in d.items()]
+    overrides = [
+        f"target={phantom_dir / 'ct.csv'}",
+        f"sources=[{phantom_dir / 'mri.csv'}, {phantom_dir / 'pet.csv'}]",
+        "splits=1",
+        "quality.max_images=8",
+        *sizes,
+    ]
+    runs = run_experiment(config, tmp_path / "out", overrides, quiet=True)
+    methods = ["duiit", "cyclegan", "duiit[translator=cut]", "cyclegan[translator=cut]"]
+    assert sorted(zip(runs["setting"], runs["method"], strict=True)) == sorted(
+        [("PURE-CT", "target_only"), *(("MIX-CT-MRI", m) for m in methods)]
+    )
+    folders = tmp_path / "out" / "runs" / "MIX-CT-MRI"
+    assert sorted(p.name for p in folders.iterdir()) == sorted(
+        ["duiit", "cyclegan", "duiit-translator=cut", "cyclegan-translator=cut"]
+    )
+    for folder, translator in (("duiit", "cyclegan"), ("cyclegan-translator=cut", "cut")):
+        cfg = yaml.safe_load((folders / folder / "split-00" / "config.yaml").read_text())
+        assert cfg["model"]["translator"] == translator
+    names = set(
+        pd.read_csv(folders / "cyclegan-translator=cut" / "split-00" / "metrics.csv")["name"]
+    )
+    assert {"nce", "nce_idt", "D_t"} <= names and not names & {"cyc", "adv_F", "D_s"}
+    assert runs.loc[runs["method"] != "target_only", "task_fid_MRI"].notna().all()
+    build_report(tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    versus = md[md.index("## Ours vs every other method") :]
+    for method in ["target_only", *methods]:
+        assert f"| {method} |" in md, method
+    for other in ["target_only", *methods[:2], methods[3]]:
+        assert f"| {other} |" in versus, other

@@ -103,6 +103,37 @@ def test_augment_gives_the_runs_training_images_plus_translated_sources(
         runs.augment(run_dir, tmp_path / "other.csv", [], tmp_path / "aug3", quiet=True)
 
 
+@pytest.mark.parametrize("translator", ["cut", "fastcut"])
+def test_cut_runs_translate_and_augment(phantom_dir: Path, tmp_path: Path, translator: str) -> None:
+    """A run of either one-sided translator leaves its generator in model.pt like a
+    CycleGAN run: `duiit translate` writes what that generator makes, `augment` the run's
+    training images plus every translated source image."""
+    cfg = load_config(
+        overrides=[
+            *BASE,
+            "train.batch_size=4",
+            "train.steps=4",
+            "train.eval_every=4",
+            f"model.translator={translator}",
+        ]
+    )
+    run = tmp_path / "run"
+    runs.train(phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], run, cfg, quiet=True)
+    manifest = runs.translate_manifest(run, phantom_dir / "mri.csv", tmp_path / "tr", quiet=True)
+    [mri] = load_manifest(phantom_dir / "mri.csv", cfg.data, quiet=True)
+    [back] = load_manifest(manifest, cfg.data, quiet=True)
+    fitted = FittedModel.load(run / "model.pt")
+    expected = translate(fitted.translators["MRI"], mri.images, Runtime.create("cpu"))
+    np.testing.assert_allclose(back.images.float(), expected.float(), atol=2e-2)
+    assert (expected - mri.images).abs().mean() > 0.05  # a translation, not the input
+    out = runs.augment(
+        run, phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "aug", quiet=True
+    )
+    df = pd.read_csv(out)
+    trained = (pd.read_csv(run / "split.csv")["part"] == "train").sum()
+    assert len(df) == trained + len(mri) and (df["source_modality"] == "MRI").sum() == len(mri)
+
+
 def test_sources_of_held_out_patients_are_left_out_of_training(
     phantom_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,16 +36,19 @@ def _train(args: list[str], **kw: Any) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(
+    ("precision", "translator"), [("fp32", "cyclegan"), ("bf16", "cyclegan"), ("fp32", "cut")]
+)
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(
-    phantom_dir: Path, tmp_path: Path, precision: str
+    phantom_dir: Path, tmp_path: Path, precision: str, translator: str
 ) -> None:
     """Bit-exact on one thread in fp32 and also under bf16 autocast (same kernels, same
-    order: the casts are deterministic too)."""
+    order: the casts are deterministic too); for CUT, its head and patch sampling too."""
     common = ["--target", str(phantom_dir / "ct.csv"), "--source", str(phantom_dir / "mri.csv")]
     settings = [
         *TINY,
         f"train.precision={precision}",
+        f"model.translator={translator}",
         "train.steps=60",
         "train.ckpt_every=10",
         "train.eval_every=20",

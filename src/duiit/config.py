@@ -94,6 +94,13 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    translator: Literal["cyclegan", "cut", "fastcut"] = Field(
+        "cyclegan",
+        description="the unpaired translator: cyclegan (the paper's: G and F, cycle loss, a "
+        "discriminator per domain), cut (Park et al. 2020: one generator, PatchNCE between "
+        "input and output patches, identity NCE on target images) or fastcut (CUT with "
+        "lambda_NCE 10 and no identity NCE)",
+    )
     ngf: int = Field(64, ge=4, description="generator base width")
     ndf: int = Field(64, ge=4, description="discriminator base width")
     n_blocks: int = Field(0, ge=0, description="residual blocks; 0: 6 at <=128 px, 9 above")
@@ -115,12 +122,12 @@ class TrainConfig(_Strict):
         "puts it (regression: the MSE in years² for ages; the paper's lambda is 1e-3). The "
         "predictor itself learns on standardised labels",
     )
-    lambda_cyc: float = Field(10.0, ge=0)
+    lambda_cyc: float = Field(10.0, ge=0, description="cycle loss weight (cyclegan)")
     lambda_identity: float = Field(
         0.5,
         ge=0,
-        description="identity loss L1(G(x), x) + L1(F(y), y) as a fraction of lambda_cyc "
-        "(CycleGAN's convention: 0.5 weighs it 5 beside the cycle's 10); 0 disables",
+        description="cyclegan: identity loss L1(G(x), x) + L1(F(y), y) as a fraction of "
+        "lambda_cyc (CycleGAN's convention: 0.5 weighs it 5 beside the cycle's 10); 0 disables",
     )
     lambda_sem: float = Field(
         1.0,
@@ -128,7 +135,12 @@ class TrainConfig(_Strict):
         description="cycada: weight of the frozen predictor's loss (on standardised labels, "
         "or cross-entropy) in G's objective",
     )
-    pool_size: int = Field(50, ge=0)
+    pool_size: int | None = Field(
+        None,
+        ge=0,
+        description="past fakes the discriminators also see; null: each translator's own "
+        "(cyclegan 50, cut and fastcut 0, as their authors)",
+    )
     decay_start: float = Field(0.5, ge=0, le=1, description="fraction of steps before LR decay")
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(100, ge=1)

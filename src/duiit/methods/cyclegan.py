@@ -1,4 +1,5 @@
-"""Translate first, then train: CycleGAN (the translator alone: no task signal at all) and
+"""Translate first, then train: CycleGAN (the translator alone: no task signal at all; with
+`model.translator=cut` or `fastcut` the CUT baseline) and
 `cycada`, CyCADA-style semantic consistency (the translator steered by a target-task network
 pre-trained on the real target and then frozen; CyCADA's feature-level alignment is not
 part of it). Both then train a fresh predictor on real target images plus the translated
@@ -27,7 +28,7 @@ def predictor_on_translations(
     codec = task.codec
     groups = [Group(Batches(target_train, codec, method.rt))]
     for c in sources:
-        fake = translate(task.bank.G[c.modality], c.images, method.rt)
+        fake = translate(task.translator.nets.G[c.modality], c.images, method.rt)
         groups.append(Group(Batches(c, codec, method.rt, images=fake)))
     largest = max(len(c) for c in [target_train, *sources])
     fitted = fit_predictor(method, groups, target_val, codec, run_dir, "predictor", largest)
@@ -39,7 +40,10 @@ class CycleGan(Method):
     name = "cyclegan"
     uses_sources = True
     translates = True
-    description = "CycleGAN translation without labels, then predictor on real + translated"
+    description = (
+        "translation without labels (model.translator: CycleGAN, or CUT/FastCUT), then "
+        "predictor on real + translated"
+    )
 
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path

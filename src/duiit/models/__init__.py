@@ -3,17 +3,23 @@
 from duiit.models.pool import ImagePool
 from duiit.models.predictor import Predictor
 from duiit.models.translator import (
+    CutNetworks,
+    CycleGanNetworks,
     PatchDiscriminator,
+    PatchHead,
     ResnetGenerator,
-    TranslatorBank,
+    TranslatorNetworks,
     default_blocks,
 )
 
 __all__ = [
+    "CutNetworks",
+    "CycleGanNetworks",
     "ImagePool",
     "PatchDiscriminator",
+    "PatchHead",
     "Predictor",
     "ResnetGenerator",
-    "TranslatorBank",
+    "TranslatorNetworks",
     "default_blocks",
 ]

@@ -1,6 +1,9 @@
-"""CycleGAN's ResNet generator and the 70x70 PatchGAN discriminator."""
+"""The translators' networks: CycleGAN's ResNet generator, the 70x70 PatchGAN
+discriminator, CUT's patch-feature head, and each translator's set of them per source."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import PatchDiscriminator as _MonaiPatchDiscriminator
@@ -75,9 +78,48 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_weights(self)
+        # CUT's PatchNCE layers (its 0,4,8,12,16 of an anti-aliased ResNet generator; 0,4,7,
+        # 10,14 of one without anti-aliasing, as this one): the padded input, the two
+        # downsampling convolutions, the first residual block and the fifth (the last one
+        # when there are fewer). Indices into `net`, with their output channels.
+        res = [i for i, m in enumerate(layers) if isinstance(m, _ResidualBlock)]
+        down = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+        self.nce_layers = tuple(sorted({0, *down, *res[:1], *(res[4:5] or res[-1:])}))
+        self.nce_channels = tuple(self._channels_after(i, in_ch) for i in self.nce_layers)
+
+    def _channels_after(self, index: int, in_ch: int) -> int:
+        convs = [
+            m
+            for m in self.net[: index + 1].modules()
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+        ]
+        return convs[-1].out_channels if convs else in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def forward_features(
+        self, x: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation and the outputs of `layers` (indices into `net`) on the way: CUT
+        reads its keys off the pass that translates, instead of encoding the input again."""
+        return self._walk(x, layers, len(self.net) - 1)
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of `layers`, running the network only as far as the last of them."""
+        return self._walk(x, layers, max(layers))[1]
+
+    def _walk(
+        self, x: torch.Tensor, layers: Sequence[int], stop: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats = []
+        for i, layer in enumerate(self.net):
+            if i > stop:
+                break
+            x = layer(x)
+            if i in layers:
+                feats.append(x)
+        return x, feats
 
 
 class PatchDiscriminator(nn.Module):
@@ -107,37 +149,94 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)[-1]
 
 
+class PatchHead(nn.Module):
+    """CUT's patch-feature head (its `PatchSampleF` with an MLP): per generator layer, a
+    2-layer MLP (256 units) on the features at the given locations, L2-normalised.
+
+    Built from the generator's known channel counts, not lazily at the first batch as CUT's
+    code does, so it is initialised from the run's seed with the other networks, and its
+    weights and Adam state are in the first checkpoint like theirs.
+    """
+
+    def __init__(self, channels: Sequence[int], units: int = 256) -> None:
+        super().__init__()
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(c, units), nn.ReLU(), nn.Linear(units, units)) for c in channels
+        )
+        init_weights(self)
+
+    def forward(self, feats: list[torch.Tensor], ids: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(B, C, H, W) features and flat locations (P,) per layer -> (B, P, units) float
+        vectors of unit length (CUT's x / (|x| + 1e-7))."""
+        out = []
+        for mlp, f, i in zip(self.mlps, feats, ids, strict=True):
+            z = mlp(f.flatten(2)[:, :, i].transpose(1, 2)).float()
+            out.append(z / (z.norm(dim=-1, keepdim=True) + 1e-7))
+        return out
+
+
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
-    """CycleGAN's N(0, 0.02) initialisation of conv weights."""
+    """CycleGAN's N(0, 0.02) initialisation of conv (and, as CUT, linear) weights."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             nn.init.normal_(m.weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
 
-class TranslatorBank(nn.Module):
+class TranslatorNetworks(nn.Module):
+    """What every translator has: per source modality m a generator G[m] (source m ->
+    target), and D_t, the target's discriminator, shared by the sources. Subclasses add what
+    their losses need and say which networks train with the generators."""
+
+    def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
+        super().__init__()
+        self.G = nn.ModuleDict({m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks) for m in sources})
+        self.D_t = PatchDiscriminator(ndf=ndf)
+
+    def with_generators(self) -> list[nn.Module]:
+        """The networks the generators' optimiser trains."""
+        return [*self.G.values()]
+
+    def discriminators(self) -> list[nn.Module]:
+        return [self.D_t]
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.with_generators() for p in m.parameters()]
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return [p for d in self.discriminators() for p in d.parameters()]
+
+    def networks(self) -> list[nn.Module]:
+        """Every network the training step calls directly."""
+        return [*self.with_generators(), *self.discriminators()]
+
+
+class CycleGanNetworks(TranslatorNetworks):
     """One CycleGAN pair per source modality, sharing the target discriminator.
 
     G[m]: source m -> target, F[m]: target -> source m, D_s[m] judges source m, D_t the target.
     """
 
     def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
-        super().__init__()
-        self.G = nn.ModuleDict({m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks) for m in sources})
+        super().__init__(sources, ngf, ndf, n_blocks)
         self.F = nn.ModuleDict({m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks) for m in sources})
         self.D_s = nn.ModuleDict({m: PatchDiscriminator(ndf=ndf) for m in sources})
-        self.D_t = PatchDiscriminator(ndf=ndf)
 
-    def generator_parameters(self) -> list[nn.Parameter]:
-        return [*self.G.parameters(), *self.F.parameters()]
-
-    def discriminator_parameters(self) -> list[nn.Parameter]:
-        return [*self.D_s.parameters(), *self.D_t.parameters()]
-
-    def networks(self) -> list[nn.Module]:
-        """Every network the training step calls directly."""
-        return [*self.G.values(), *self.F.values(), *self.discriminators()]
+    def with_generators(self) -> list[nn.Module]:
+        return [*self.G.values(), *self.F.values()]
 
     def discriminators(self) -> list[nn.Module]:
         return [*self.D_s.values(), self.D_t]
+
+
+class CutNetworks(TranslatorNetworks):
+    """CUT per source modality: the generator G[m] and its PatchNCE head H[m]; no way back,
+    no source discriminator."""
+
+    def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
+        super().__init__(sources, ngf, ndf, n_blocks)
+        self.H = nn.ModuleDict({m: PatchHead(self.G[m].nce_channels) for m in sources})
+
+    def with_generators(self) -> list[nn.Module]:
+        return [*self.G.values(), *self.H.values()]
