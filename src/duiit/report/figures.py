@@ -34,8 +34,8 @@ def translation_grid(rows: dict[str, torch.Tensor], title: str, path: Path) -> P
             ax.imshow(images[k, 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            if k == 0:
-                ax.set_ylabel(name, fontsize=8)
+            if k == 0:  # a variant's options on a line of their own: long labels overlap
+                ax.set_ylabel(name.replace("[", "\n["), fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
