@@ -107,15 +107,18 @@ TINY = [
     "model.ngf=8",
     "model.ndf=8",
     "model.n_blocks=2",
-    "model.predictor=resnet10",
-    "model.width=0.5",
+    "predictor.network=resnet10",
+    "predictor.width=0.5",
+    "predictor.batch_size=4",
+    "predictor.steps=8",
 ]
 
 
 # The run settings of the tiny experiments: one residual block, a quarter-width ResNet-10.
 TINY_RUN = {
     "data": {"image_size": 32},
-    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1},
+    "predictor": {"network": "resnet10", "width": 0.25, "batch_size": 4, "steps": 6},
     "train": {
         "steps": 6,
         "batch_size": 4,

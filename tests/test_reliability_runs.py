@@ -68,7 +68,7 @@ EXPERIMENT = {
     "quality": {"max_images": 4},
 }
 RUN_MODEL = ["run.model.ngf=8", "run.model.ndf=8", "run.model.n_blocks=1"]
-RUN_MODEL += ["run.model.predictor=resnet10", "run.model.width=0.25"]
+RUN_MODEL += ["run.predictor.network=resnet10", "run.predictor.width=0.25"]
 
 
 def write_experiment(data: Path, name: str = "e.yaml", **changes: object) -> Path:

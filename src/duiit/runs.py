@@ -154,6 +154,8 @@ def execute(
             },
             "test_patients": sorted(map(str, np.unique(test.patient_ids))),
             "fit_seconds": seconds,
+            # the constant a model that learnt nothing would predict (the report's row)
+            "train_label_mean": None if target.classes else float(train.labels.double().mean()),
         }
         if rt.is_main:  # result.json last: its presence means the run finished
             fitted.save(run_dir / "model.pt")

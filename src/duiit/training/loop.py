@@ -14,6 +14,7 @@ import math
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -33,6 +34,11 @@ class Task(Protocol):
 
     def modules(self) -> dict[str, nn.Module]: ...
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def lr_factors(self, steps: int) -> dict[str, Callable[[int], float]]:
+        """Learning-rate multipliers (step -> factor) of the optimizers that follow a schedule
+        of their own (the predictor recipe's); the others decay linearly (CycleGAN's)."""
+        ...
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached loss tensors (not synced to host)."""
         ...
@@ -197,7 +203,7 @@ def _check_finite(values: dict[str, float], step: int, stage: str, last_good: Pa
         raise DuiitError(
             f"training stage {stage!r} diverged at step {step}: "
             f"{', '.join(bad)} became {values[bad[0]]}; {where}. Lower the learning "
-            "rates (train.lr_translator, train.lr_predictor) or check the data"
+            "rates (train.lr_translator, predictor.lr) or check the data"
         )
 
 
@@ -256,8 +262,11 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
         _load_weights(task, state["weights"])
         return LoopResult(state["best_step"], state["best_selection"], 0)
     optimizers = task.optimizers()
-    factor = linear_decay(s.steps, s.decay_start)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
+    factors = {k: linear_decay(s.steps, s.decay_start) for k in optimizers}
+    factors.update(task.lr_factors(s.steps))
+    schedulers = {
+        k: torch.optim.lr_scheduler.LambdaLR(o, factors[k]) for k, o in optimizers.items()
+    }
     start, best_sel, best_step = 0, math.inf, -1
     if last.exists():
         state = load_checkpoint(last)
