@@ -106,6 +106,9 @@ class ToyTask:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"sgd": self.opt}
 
+    def lr_factors(self, steps: int) -> dict:
+        return {}  # the stage's linear decay
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         loss = ((self.model(self.x) - self.y) ** 2).mean()
         if step == self.nan_at:
@@ -173,6 +176,9 @@ class TwoModuleTask(ToyTask):
         return {"translator": self.translator, "predictor": self.predictor}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def lr_factors(self, steps: int) -> dict:
         return {}
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
