@@ -176,8 +176,6 @@ def test_quality_scoring_runs_on_the_run_device(tmp_path: Path) -> None:
     model = FittedModel(
         Predictor("resnet10", codec.out_dim, width=0.25),
         codec,
-        "resnet10",
-        0.25,
         {"MRI": ResnetGenerator(ngf=8, n_blocks=2)},
         {"ngf": 8, "n_blocks": 2},
     )

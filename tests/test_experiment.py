@@ -84,7 +84,7 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
     # claim, tested once), 7 baselines x 3, FID x 4 (setting, source)
     assert len(claims) == 3 + 2 + 21 + 4 and claims["q (BH)"].between(0, 1).all()
     csv = pd.read_csv(sweep / "out" / "results.csv")
-    assert len(csv) == 4 + 5 * 3 + 1 and (csv["splits"] == 2).all()
+    assert len(csv) == 4 + 5 * 3 + 2 and (csv["splits"] == 2).all()
     mean = csv.set_index("method").loc["predict the mean"]  # MSE = the test labels' variance
     labels = [
         pd.read_csv(p)["label"]
@@ -92,6 +92,8 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
     ]
     assert mean["mse_mean"] == pytest.approx(sum(v.var(ddof=0) for v in labels) / 2)
     assert mean["r2_mean"] == pytest.approx(0.0, abs=1e-12)
+    # a constant at the training labels' mean misses the test mean: a larger error
+    assert csv.set_index("method").loc["predict the training mean", "mse_mean"] > mean["mse_mean"]
     assert {"patient_mse_mean", "patient_r2_mean", "mae_mean"} <= set(csv.columns)
     html = (sweep / "out" / "report.html").read_text()
     for name in (
