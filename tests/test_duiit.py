@@ -15,8 +15,8 @@ from helpers import TINY as BASE
 from duiit import runs
 from duiit.config import Config, load_config
 from duiit.data import load_cohorts, split_cohort
-from duiit.methods.base import LabelCodec, translate
-from duiit.methods.duiit import TranslationTask, histogram_distance, scale_grad
+from duiit.methods.base import LabelCodec, scale_grad, translate
+from duiit.methods.duiit import TranslationTask, histogram_distance
 from duiit.models import Predictor
 from duiit.training.loop import load_checkpoint
 from duiit.training.runtime import Runtime, seed_everything
@@ -57,12 +57,23 @@ def batch(task: TranslationTask):
     return x, rx, {m: s.sample(gen, 4) for m, s in task.sources.items()}
 
 
-def test_scale_grad_is_identity_forward_and_scales_backward() -> None:
-    x = torch.randn(5, requires_grad=True)
-    y = scale_grad(x, 0.25)
+@pytest.mark.parametrize("factor", [0.0, 0.2, 1.96, 19.6, -0.7])
+def test_scale_grad_is_exactly_the_identity_forward_and_scales_backward_in_bf16(
+    factor: float,
+) -> None:
+    """G's output under bf16 autocast (bf16) goes through unchanged to the last bit, at a
+    factor below 1 (lambda * std² of the ablation's lambda = 1e-3), above 1 and negative
+    (DANN's reversal); the gradient is exactly the factor times the incoming one."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.tanh(conv(torch.randn(4, 1, 16, 16))).detach().requires_grad_()
+        y = scale_grad(x, factor)
+    assert x.dtype == y.dtype == torch.bfloat16
     assert torch.equal(y, x)
-    y.sum().backward()
-    assert torch.allclose(x.grad, torch.full((5,), 0.25))
+    incoming = torch.randn_like(y)
+    y.backward(incoming)
+    assert torch.equal(x.grad, incoming * factor)
 
 
 def stepped_grads(task: TranslationTask, batch_) -> dict[str, torch.Tensor]:

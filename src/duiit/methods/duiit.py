@@ -41,21 +41,13 @@ from duiit.methods.base import (
     predictor_selection,
     register,
     resolve_steps,
+    scale_grad,
     translate,
 )
 from duiit.methods.translators import Translation, make_translator
 from duiit.models import Predictor
 from duiit.training.loop import run_loop
 from duiit.training.runtime import Runtime, eval_mode
-
-
-def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
-
-    This lets one backward pass give the predictor the full gradient of L_pred while the
-    generator receives lambda * dL_pred (and exactly zero when lambda = 0).
-    """
-    return x * factor + x.detach() * (1.0 - factor)
 
 
 def histogram_distance(a: torch.Tensor, b: torch.Tensor, n: int = 20_000, seed: int = 0) -> float:
