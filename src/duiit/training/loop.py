@@ -5,6 +5,10 @@ sample grids, atomic checkpoints with exact resume, and the NaN/Inf guard.
 A run folder may hold several stages (e.g. translator, then predictor); each stage has its
 own checkpoints `checkpoints/<stage>-{last,best,final}.pt` and rows in `metrics.csv`. A
 stage whose final checkpoint exists is not trained again, so a resumed run skips it.
+
+The last checkpoint also holds the selected modules' weights of the best step so far: a
+run resumed from it ends with that step's weights, never with a `best.pt` written after it
+by the discarded rest of an interrupted run (best.pt is rewritten on resume to match).
 """
 
 from __future__ import annotations
@@ -231,6 +235,29 @@ def _load_weights(task: Task, weights: dict[str, Any], only: set[str] | None = N
             m.load_state_dict(weights[k])
 
 
+def _resumed_best(state: dict[str, Any], last: Path, best: Path, main: bool) -> dict[str, Any]:
+    """The selected modules' weights at the best step of the checkpoint `last` that a run
+    resumes; `best` is made to hold them again where the interrupted run had saved a later
+    best after that checkpoint. A checkpoint from before duiit kept them in it has only
+    `best` to offer, taken when it is of that step."""
+    step = state["best_step"]
+    if step <= 0:
+        return {}
+    if "best_weights" in state:
+        weights = state["best_weights"]
+        if main and (not best.exists() or load_checkpoint(best)["step"] != step):
+            atomic_save({"weights": weights, "step": step}, best)
+        return weights
+    saved = load_checkpoint(best) if best.exists() else {"step": None}
+    if saved["step"] != step:
+        raise DuiitError(
+            f"{best} holds the weights of step {saved['step']}, not those of step {step}, the "
+            f"best of {last}, which this run resumes (an older duiit was interrupted between "
+            "the two); delete both files to train that stage afresh"
+        )
+    return saved["weights"]
+
+
 @dataclass
 class LoopResult:
     best_step: int
@@ -259,6 +286,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     factor = linear_decay(s.steps, s.decay_start)
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
     start, best_sel, best_step = 0, math.inf, -1
+    best_weights: dict[str, Any] = {}  # the selected modules at best_step
     if last.exists():
         state = load_checkpoint(last)
         _load_weights(task, state["weights"])
@@ -268,6 +296,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
         task.load_state_dict(state["task"])
         _set_rng_state(state["rng"], rt.device)
         start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
+        best_weights = _resumed_best(state, last, best, main)
     log = MetricsLog(run_dir, s.stage, start) if main else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -306,9 +335,9 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                     sel = metrics.get("selection", math.nan)
                     if math.isfinite(sel) and sel < best_sel:
                         best_sel, best_step = sel, n
+                        best_weights = _weights(task, task.selected())
                         if main:
-                            weights = _weights(task, task.selected())
-                            atomic_save({"weights": weights, "step": n}, best)
+                            atomic_save({"weights": best_weights, "step": n}, best)
                 if main and (n % s.sample_every == 0 or ending):
                     save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
                 if main and (n % s.ckpt_every == 0 or ending):
@@ -322,6 +351,7 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                             "rng": _rng_state(rt.device),
                             "best_selection": best_sel,
                             "best_step": best_step,
+                            "best_weights": best_weights,
                         },
                         last,
                     )
@@ -329,9 +359,8 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     finally:
         if log:
             log.close()
-    barrier()  # rank 0's best checkpoint is on disk for every rank
-    if best_step > 0 and best.exists():
-        _load_weights(task, load_checkpoint(best)["weights"], task.selected())
+    if best_step > 0:
+        _load_weights(task, best_weights, task.selected())
     if main:
         atomic_save(
             {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
