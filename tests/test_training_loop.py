@@ -18,6 +18,7 @@ from torch import nn
 
 from duiit.errors import DuiitError
 from duiit.training.loop import LoopSettings, linear_decay, load_checkpoint, run_loop
+from duiit.training.runtime import Runtime
 
 TINY = [*BASE, "train.batch_size=4"]
 
@@ -254,6 +255,15 @@ def test_a_checkpoint_of_an_older_duiit_resumes_only_with_its_own_best(
         DuiitError, match=r"toy-best.pt holds the weights of step 5, not those of step 4"
     ):
         run_loop(resumed, tmp_path, CRASHING)
+
+
+def test_a_resume_with_another_number_of_processes_is_refused(tmp_path: Path) -> None:
+    """Each process resumes its own pools and random state, which a checkpoint of one
+    process does not hold for two (checked before any process waits for another)."""
+    crash_after_a_best_save(tmp_path)
+    two = Runtime(torch.device("cpu"), bf16=False, world=2)
+    with pytest.raises(DuiitError, match=r"toy-last.pt was written by 1 process\(es\) and this"):
+        run_loop(TwoModuleTask([]), tmp_path, CRASHING, two)
 
 
 def test_linear_decay_schedule() -> None:

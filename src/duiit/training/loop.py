@@ -235,6 +235,20 @@ def _load_weights(task: Task, weights: dict[str, Any], only: set[str] | None = N
             m.load_state_dict(weights[k])
 
 
+def _own_state(state: dict[str, Any], last: Path, rt: Runtime) -> dict[str, Any]:
+    """This process's pools and random state in the checkpoint `last`: rank 0's at the top,
+    the other ranks' under `other_ranks`. A run resumes with as many processes as wrote it,
+    or it would continue other pools and another global batch."""
+    ranks = 1 + len(state.get("other_ranks", []))
+    if ranks != rt.world:
+        raise DuiitError(
+            f"{last} was written by {ranks} process(es) and this run has {rt.world}: resume "
+            f"it with {ranks} (torchrun --nproc-per-node, or no torchrun for 1), since each "
+            "process continues its own image pools and random state"
+        )
+    return state if rt.rank == 0 else state["other_ranks"][rt.rank - 1]
+
+
 def _resumed_best(state: dict[str, Any], last: Path, best: Path, main: bool) -> dict[str, Any]:
     """The selected modules' weights at the best step of the checkpoint `last` that a run
     resumes; `best` is made to hold them again where the interrupted run had saved a later
@@ -272,7 +286,9 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     weights of the best validation `selection` (or their last weights if the task reports
     none), the others their last weights; saved as `<stage>-final.pt`. Under torchrun
     every process trains; losses and validation metrics are averaged over processes so all
-    take the same decisions, and only rank 0 writes.
+    take the same decisions, buffers (BatchNorm statistics) are rank 0's wherever a process
+    validates or a checkpoint is taken, and only rank 0 writes: the networks, and each
+    process's own pools and random state, which that process resumes.
     """
     rt = rt or Runtime(torch.device("cpu"), bf16=False)
     main = rt.is_main
@@ -293,8 +309,9 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
         for k, o in optimizers.items():
             o.load_state_dict(state["optimizers"][k])
             schedulers[k].load_state_dict(state["schedulers"][k])
-        task.load_state_dict(state["task"])
-        _set_rng_state(state["rng"], rt.device)
+        own = _own_state(state, last, rt)
+        task.load_state_dict(own["task"])
+        _set_rng_state(own["rng"], rt.device)
         start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
         best_weights = _resumed_best(state, last, best, main)
     log = MetricsLog(run_dir, s.stage, start) if main else None
@@ -328,7 +345,11 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                     progress.update(
                         bar, losses=" ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "lr")
                     )
-                if n % s.eval_every == 0 or ending:
+                validating = n % s.eval_every == 0 or ending
+                saving = n % s.ckpt_every == 0 or ending
+                if validating or saving:  # what is validated and saved: equal on every rank
+                    rt.broadcast_buffers(task.modules().values())
+                if validating:
                     metrics = rt.mean_over_ranks(task.validate())
                     if metrics and log:
                         log.log(n, {f"val_{k}": v for k, v in metrics.items()})
@@ -340,21 +361,23 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                             atomic_save({"weights": best_weights, "step": n}, best)
                 if main and (n % s.sample_every == 0 or ending):
                     save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
-                if main and (n % s.ckpt_every == 0 or ending):
-                    atomic_save(
-                        {
-                            "weights": _weights(task),
-                            "step": n,
-                            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                            "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
-                            "task": task.state_dict(),
-                            "rng": _rng_state(rt.device),
-                            "best_selection": best_sel,
-                            "best_step": best_step,
-                            "best_weights": best_weights,
-                        },
-                        last,
-                    )
+                if saving:  # each process's pools and random state: its own, resumed by it
+                    own = rt.gather({"task": task.state_dict(), "rng": _rng_state(rt.device)})
+                    if main:
+                        atomic_save(
+                            {
+                                "weights": _weights(task),
+                                "step": n,
+                                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                                "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
+                                **own[0],
+                                "other_ranks": own[1:],
+                                "best_selection": best_sel,
+                                "best_step": best_step,
+                                "best_weights": best_weights,
+                            },
+                            last,
+                        )
                 progress.update(bar, completed=n)
     finally:
         if log:
