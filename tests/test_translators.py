@@ -7,12 +7,17 @@ import math
 
 import pytest
 import torch
+from helpers import TINY
 from test_duiit import batch, make_task
+from torch import nn
+from torch._dynamo.testing import CompileCounter
 
-from duiit.methods.base import translate
-from duiit.methods.duiit import histogram_distance
+from duiit.config import load_config
+from duiit.methods.base import LabelCodec, translate
+from duiit.methods.duiit import TranslationTask, histogram_distance
 from duiit.methods.translators import discriminator_loss, lsgan, patch_nce
 from duiit.models import CutNetworks, PatchDiscriminator, ResnetGenerator
+from duiit.training.runtime import Runtime
 
 T = 0.07
 
@@ -106,6 +111,30 @@ def test_patch_nce_queries_come_from_the_translation(cohorts, translator: str) -
     for term in ("nce", "nce_idt") if translator == "cut" else ("nce",):
         (grad,) = torch.autograd.grad(losses[term], output_conv, retain_graph=True)
         assert grad.abs().sum() > 0, term
+
+
+def test_cut_trains_through_the_compiled_generator(
+    cohorts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With compilation on (the GPU path), `Runtime.prepare` compiles every network the step
+    calls (`Module.compile`, which compiles what a call of the module runs); a CUT step must
+    run its generator through that call, not around it. Here each network's compiler counts
+    what it captured (dynamo with an eager backend, as inductor takes minutes on this CPU)."""
+    module_compile = nn.Module.compile
+
+    def counted(self: nn.Module) -> None:
+        self.captured = CompileCounter()
+        module_compile(self, backend=self.captured)
+
+    monkeypatch.setattr(nn.Module, "compile", counted)
+    target, sources = cohorts
+    cfg = load_config(overrides=[*TINY, "model.translator=cut", "train.batch_size=2"])
+    rt = Runtime(torch.device("cpu"), bf16=False, compile=True)
+    task = TranslationTask(target, target, sources, cfg, rt, LabelCodec.fit(target), "none")
+    task.train_step(0)
+    for name, net in task.translator.nets.named_children():
+        for part in net.values() if isinstance(net, nn.ModuleDict) else [net]:
+            assert part.captured.frame_count > 0, f"{name}: not called through its compiled self"
 
 
 def test_one_discriminator_call_equals_two() -> None:

@@ -95,23 +95,16 @@ class ResnetGenerator(nn.Module):
         ]
         return convs[-1].out_channels if convs else in_ch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def forward_features(
-        self, x: torch.Tensor, layers: Sequence[int]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The translation and the outputs of `layers` (indices into `net`) on the way: CUT
-        reads its keys off the pass that translates, instead of encoding the input again."""
-        return self._walk(x, layers, len(self.net) - 1)
-
-    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
-        """The outputs of `layers`, running the network only as far as the last of them."""
-        return self._walk(x, layers, max(layers))[1]
-
-    def _walk(
-        self, x: torch.Tensor, layers: Sequence[int], stop: int
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, layers: Sequence[int] = (), stop: int | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation; given `layers` (indices into `net`), CUT's walk instead: the
+        output of layer `stop` (the last if None) and those of `layers` on the way. One entry
+        point for both, since a compiled module compiles what its call runs: CUT's passes
+        through `forward_features` and `encode` go through it too."""
+        if not layers:
+            return self.net(x)
+        stop = len(self.net) - 1 if stop is None else stop
         feats = []
         for i, layer in enumerate(self.net):
             if i > stop:
@@ -120,6 +113,17 @@ class ResnetGenerator(nn.Module):
             if i in layers:
                 feats.append(x)
         return x, feats
+
+    def forward_features(
+        self, x: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation and the outputs of `layers` (indices into `net`) on the way: CUT
+        reads its keys off the pass that translates, instead of encoding the input again."""
+        return self(x, layers)
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of `layers`, running the network only as far as the last of them."""
+        return self(x, layers, max(layers))[1]
 
 
 class PatchDiscriminator(nn.Module):
