@@ -16,7 +16,7 @@ from duiit.config import load_config
 from duiit.methods.base import LabelCodec, translate
 from duiit.methods.duiit import TranslationTask, histogram_distance
 from duiit.methods.translators import discriminator_loss, lsgan, patch_nce
-from duiit.models import CutNetworks, PatchDiscriminator, ResnetGenerator
+from duiit.models import CutNetworks, CycleGanNetworks, PatchDiscriminator, ResnetGenerator
 from duiit.training.runtime import Runtime
 
 T = 0.07
@@ -76,6 +76,27 @@ def test_cut_layers_and_head_are_known_before_any_batch() -> None:
     assert len(head) == 5 * 4  # five layers: two linear layers, weight and bias each
     assert a["H.MRI.mlps.1.0.weight"].shape == (256, 16)
     assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.mark.parametrize("networks", [CycleGanNetworks, CutNetworks])
+def test_each_translator_initialises_as_its_reference_code(networks: type) -> None:
+    """Every conv and linear weight (biases 0): CycleGAN's code draws N(0, 0.02), CUT's
+    (`init_type='xavier'`, `init_gain=0.02`) xavier_normal, whose sd 0.02 * sqrt(2 / (fan_in
+    + fan_out)) is 11 to 40 times smaller here; for the generators, the discriminator and
+    CUT's head alike."""
+    torch.manual_seed(0)
+    layers = [
+        (name, m)
+        for name, m in networks(["MRI"], 16, 16, 2).named_modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+    ]
+    assert {name.split(".")[0] for name, _ in layers} >= {"G", "D_t"}
+    for name, m in layers:
+        w = m.weight.detach()
+        fans = (w.shape[0] + w.shape[1]) * w[0, 0].numel()
+        sd = 0.02 * (math.sqrt(2 / fans) if networks is CutNetworks else 1.0)
+        assert float(w.std()) == pytest.approx(sd, rel=0.15), name
+        assert m.bias is None or not m.bias.any(), name
 
 
 @pytest.mark.parametrize(
