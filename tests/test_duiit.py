@@ -139,6 +139,36 @@ def test_generator_gets_lambda_times_the_gradient_of_the_mse_in_years(
     assert_difference(coupled, uncoupled, expected, lam)
 
 
+def test_with_two_sources_l_pred_is_one_mean_over_the_real_and_translated_images(
+    phantom_dir: Path,
+) -> None:
+    """L_pred is one MSE over the predictor's batch, n real target images and n translated
+    images of each of S sources (the paper's "MSE on real target and translated source
+    images"); so each generator gets lambda / (1 + S) of the gradient of its own images'
+    MSE, here (S = 2) a third: lambda / 3 times that of the sum of the three parts' MSEs."""
+    lam = 1e-3
+    cfg = tiny_config(f"train.lambda_pred={lam}", "train.precision=fp32")
+    target, sources = load_cohorts(
+        phantom_dir / "ct.csv", [phantom_dir / "mri.csv", phantom_dir / "pet.csv"], cfg.data
+    )
+    seed_everything(0)
+    task = TranslationTask(
+        target, target, sources, cfg, Runtime.create("cpu", "fp32"), LabelCodec.fit(target), "joint"
+    )
+    data = batch(task)
+    coupled = stepped_grads(task, data)
+    task.cfg.train.lambda_pred = 0.0
+    uncoupled = stepped_grads(task, data)
+    x, rx, ys = data
+    G, codec = task.translator.nets.G, task.codec
+    years = codec.decode(task.predictor(torch.cat([x, *(G[m](y) for m, (y, _) in ys.items())])))
+    labels = [codec.decode(r) for r in (rx, *(r for _, r in ys.values()))]
+    parts = sum(F.mse_loss(p, r) for p, r in zip(years.split(len(x)), labels, strict=True))
+    expected = grad_of(parts, task)
+    assert {n.split(".")[1] for n in expected} == {"MRI", "PET"}
+    assert_difference(coupled, uncoupled, expected, lam / 3)
+
+
 def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
     task = make_task(cohorts, "train.lambda_identity=0.5", "train.precision=fp32")
     data = batch(task)

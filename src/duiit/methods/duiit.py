@@ -143,6 +143,7 @@ class TranslationTask:
                 for f in fakes.values()
             ]
             images = torch.cat([x, *coupled])
+            # One MSE over the whole batch (n real, n translated per source): see `objective`.
             losses["pred"] = self.codec.loss(
                 self.predictor(images), torch.cat([rx, *source_labels])
             )
@@ -156,7 +157,15 @@ class TranslationTask:
         """What the generators (and P) minimise together: the translator's weighted terms
         (adversarial + cycle or NCE + identity) + L_pred + lambda_sem * L_sem. lambda_pred
         is not here: it is applied inside `coupling_losses` to the gradient G receives, so
-        that P still gets all of L_pred."""
+        that P still gets all of L_pred.
+
+        L_pred is one MSE over the predictor's batch: n real target images and n translated
+        images of each of the S sources, the paper's "MSE on real target and translated
+        source images", and the one mean every method's predictor stage takes over the same
+        union (`predictor_task`). So a generator receives lambda / (1 + S) of the gradient
+        of its own images' MSE, not lambda: lambda / 2 with one source, lambda / 3 with two.
+        (A sum of per-part MSEs would only scale P's loss, which Adam nearly ignores, and
+        make G's share lambda whatever S.)"""
         sem = self.cfg.train.lambda_sem * losses.get("sem", 0.0)
         return self.translator.objective(losses) + losses.get("pred", 0.0) + sem
 
