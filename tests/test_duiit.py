@@ -186,6 +186,8 @@ def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
 
 @pytest.mark.parametrize("translator", TRANSLATORS)
 def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> None:
+    """In float64: CUT's step gradient (xavier-initialised, hence tiny, features through an
+    L2 normalisation) is up to 1e6 times this term's, whose share fp32 would round away."""
     frozen = Predictor("resnet10", 1, width=0.5)
     task = make_task(
         cohorts,
@@ -193,9 +195,11 @@ def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> Non
         "train.precision=fp32",
         f"model.translator={translator}",
         coupling="frozen",
-        frozen=frozen,
+        frozen=frozen.double(),
     )
-    data = batch(task)
+    task.translator.nets.double()
+    x, rx, ys = batch(task)
+    data = (x.double(), rx, {m: (y.double(), r) for m, (y, r) in ys.items()})
     with_sem = stepped_grads(task, data)
     task.cfg.train.lambda_sem = 0.0
     without = stepped_grads(task, data)
