@@ -15,7 +15,7 @@ from helpers import TINY as BASE
 from duiit import runs
 from duiit.config import Config, load_config
 from duiit.data import load_cohorts, split_cohort
-from duiit.methods.base import LabelCodec, translate
+from duiit.methods.base import LabelCodec, scale_grad, translate
 from duiit.methods.duiit import TranslationTask, histogram_distance
 from duiit.models import Predictor
 from duiit.training.loop import load_checkpoint
@@ -56,6 +56,25 @@ def batch(task: TranslationTask):
     gen = torch.Generator().manual_seed(123)
     x, rx = task.target.sample(gen, 4)
     return x, rx, {m: s.sample(gen, 4) for m, s in task.sources.items()}
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.2, 1.96, 19.6, -0.7])
+def test_scale_grad_is_exactly_the_identity_forward_and_scales_backward_in_bf16(
+    factor: float,
+) -> None:
+    """G's output under bf16 autocast (bf16) goes through unchanged to the last bit, at a
+    factor below 1 (lambda * std² of the ablation's lambda = 1e-3), above 1 and negative
+    (DANN's reversal); the gradient is exactly the factor times the incoming one."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.tanh(conv(torch.randn(4, 1, 16, 16))).detach().requires_grad_()
+        y = scale_grad(x, factor)
+    assert x.dtype == y.dtype == torch.bfloat16
+    assert torch.equal(y, x)
+    incoming = torch.randn_like(y)
+    y.backward(incoming)
+    assert torch.equal(x.grad, incoming * factor)
 
 
 def stepped_grads(task: TranslationTask, batch_) -> dict[str, torch.Tensor]:
@@ -191,6 +210,8 @@ def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
 
 @pytest.mark.parametrize("translator", TRANSLATORS)
 def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> None:
+    """In float64: CUT's step gradient (xavier-initialised, hence tiny, features through an
+    L2 normalisation) is up to 1e6 times this term's, whose share fp32 would round away."""
     frozen = Predictor("resnet10", 1, width=0.5)
     task = make_task(
         cohorts,
@@ -198,9 +219,11 @@ def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> Non
         "train.precision=fp32",
         f"model.translator={translator}",
         coupling="frozen",
-        frozen=frozen,
+        frozen=frozen.double(),
     )
-    data = batch(task)
+    task.translator.nets.double()
+    x, rx, ys = batch(task)
+    data = (x.double(), rx, {m: (y.double(), r) for m, (y, r) in ys.items()})
     with_sem = stepped_grads(task, data)
     task.cfg.train.lambda_sem = 0.0
     without = stepped_grads(task, data)

@@ -104,13 +104,15 @@ def execute(
     split_seed: int,
     quiet: bool = False,
     inputs: dict[str, Any] | None = None,
+    lock_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Fit `method` on one patient-level split of `target` (+ sources) and score it on the
     split's test part. Resumes an interrupted run in `run_dir`; a finished one is returned.
 
     `inputs` (what `train` was given, kept as run.json for --resume) marks a new run, whose
     folder must not hold one already. The split and the device are settled before the
-    folder is created, and the folder is locked while the run writes to it.
+    folder is created, and the folder is locked while the run writes to it (waiting up to
+    `lock_wait` seconds for another holder: `files.folder_lock`).
     """
     result_path = run_dir / "result.json"
     if result_path.exists() and inputs is None:
@@ -120,7 +122,8 @@ def execute(
     rt = Runtime.from_config(cfg.train)
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
     check_method_fits(method, cfg)
-    with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
+    locked = folder_lock(run_dir, "run folder", lock_wait)
+    with locked if rt.is_main else contextlib.nullcontext():
         if rt.is_main:
             if inputs is not None:
                 refuse_existing_run(run_dir)

@@ -107,6 +107,31 @@ class Batches:
         return rt.batch(self.images[idx]), self.labels[idx]
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward, gradient times a constant backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
+
+    This lets one backward pass give the predictor the full gradient of L_pred while the
+    generator receives lambda * dL_pred (and exactly zero when lambda = 0); with a negative
+    factor it is DANN's gradient reversal. An autograd function rather than arithmetic
+    (`x * f + x.detach() * (1 - f)`), which is not the identity in bf16: the predictor would
+    see other images under the joint coupling than under the detached one.
+    """
+    return _ScaleGrad.apply(x, factor)
+
+
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:
     """Apply `fn` to a (CPU) image tensor chunk by chunk on the device; results on the CPU."""
     outs = []

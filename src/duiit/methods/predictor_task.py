@@ -22,7 +22,7 @@ from torch import nn
 from duiit.config import Config
 from duiit.data.cohort import Cohort
 from duiit.methods import recipe
-from duiit.methods.base import Batches, LabelCodec, predictor_selection
+from duiit.methods.base import Batches, LabelCodec, predictor_selection, scale_grad
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
 
@@ -49,19 +49,6 @@ def modality_groups(
         Group(Batches(c, codec, rt), head=k if per_head else 0, domain=k if per_domain else 0)
         for k, c in enumerate(cohorts)
     ]
-
-
-class GradReverse(torch.autograd.Function):
-    """Identity forward, gradient times -weight backward (Ganin & Lempitsky)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: float) -> torch.Tensor:
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.weight * grad, None
 
 
 class PredictorTask:
@@ -136,7 +123,7 @@ class PredictorTask:
                 # DANN's schedule: the reversal weight grows from 0 to 1 over training.
                 p = step / self.total_steps
                 weight = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
-                logits = self.domain_head(GradReverse.apply(feats, weight))
+                logits = self.domain_head(scale_grad(feats, -weight))
                 domains = torch.cat(
                     [
                         torch.full((x.shape[0],), g.domain, device=feats.device)
