@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import resource
 import shutil
 import socket
@@ -601,3 +602,43 @@ def test_help_keeps_bracketed_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert "duiit[lambda_pred=0.01]" in cli("methods", "--help").out
     assert "(default: <first manifest's name>_contact.png" in cli("data", "inspect", "--help").out
+
+
+def _params(group: object, path: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    """Every parameter of every command, named `command --option` (or its argument)."""
+    found = [(" ".join([*path, p.name or ""]), p) for p in getattr(group, "params", [])]
+    for name, cmd in getattr(group, "commands", {}).items():
+        found += _params(cmd, (*path, name))
+    return found
+
+
+def test_every_option_and_argument_says_what_it_does() -> None:
+    """`--quiet` had no description in four commands: each parameter of each command has one."""
+    bare = [name for name, p in _params(typer.main.get_command(duiit_cli.app)) if not p.help]
+    assert not bare
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "duiit")
+def test_usage_names_the_command_and_its_arguments_plainly(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Usage: duiit translate [OPTIONS] RUN`, not typer's `{run}`, which reads as a literal."""
+    monkeypatch.setenv("COLUMNS", "200")
+    lines = cli(*command, "--help").out.splitlines()
+    [usage] = [line.strip() for line in lines if "Usage:" in line]
+    head = " ".join(["Usage: duiit", *command, "[OPTIONS]"])
+    assert usage.startswith(head), usage
+    for piece in usage.removeprefix(head).split():
+        assert re.fullmatch(r"\[?[A-Z_]+\]?(\.\.\.)?", piece), usage
+
+
+def test_usage_under_python_m_names_duiit() -> None:
+    """`python -m duiit` is the same program: its usage says `duiit`, as the README does."""
+    res = subprocess.run(
+        [sys.executable, "-m", "duiit", "translate", "--help"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert "Usage: duiit translate [OPTIONS] RUN" in res.stdout, res.stdout

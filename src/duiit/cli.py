@@ -1,7 +1,7 @@
 """The `duiit` command. Thin: parse, call the library, print. Every command is a function
 in the library too (see each command's body for which).
 
-Help texts are the commands' docstrings, reflowed (`_reflow_help`) so that hard line breaks
+Help texts are the commands' docstrings, reflowed (`_polish_help`) so that hard line breaks
 of the source never reach the terminal: rich wraps the prose to the terminal's width.
 """
 
@@ -18,9 +18,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand
 
 from duiit.errors import DuiitError
 from duiit.files import NO_SPACE
+
+QUIET_HELP = "No progress bars or progress lines; results, warnings and errors still show."
 
 app = typer.Typer(
     help="Cross-modal data augmentation of medical images: make or check a cohort, train a "
@@ -68,7 +71,7 @@ def data_synth(
         "make the gross anatomy a noisier cue: a test of whether translation keeps it.",
     ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Write the built-in phantom cohort: NIfTI brain slices of CT, MRI and PET patients
     with their ages, plus one manifest CSV per modality (library: duiit.data.phantom.synthesise).
@@ -106,7 +109,7 @@ def data_inspect(
         help="A data setting as training would use it, e.g. --set data.display_window=[40,120] "
         "--set data.slices_per_patient=5; repeatable.",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Print counts, patients, label statistics and sizes; save a contact sheet of random
     slices per modality, one row per way the files were read (units, display window), so
@@ -211,7 +214,7 @@ def train_cmd(
     preset: str | None = typer.Option(None, help=PRESET_HELP),
     method: str = typer.Option("duiit", help="Method to train (see `duiit methods`)."),
     resume: Path | None = typer.Option(None, help="Continue an interrupted run folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     overrides: list[str] = typer.Argument(None, help=OVERRIDE_HELP),
 ) -> None:
     """Train the translator and predictor jointly (DUIIT) on a patient-level split of the
@@ -244,7 +247,7 @@ def translate_cmd(
     source: Path = typer.Option(..., help="Manifest of source images to translate."),
     out: Path = typer.Option(..., help="Folder to create: NIfTI files + manifest.csv."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Translate source images into the target modality, keeping their labels
     (library: duiit.runs.translate_manifest). Images are written in the target's units
@@ -261,7 +264,7 @@ def augment_cmd(
     source: list[Path] = typer.Option(..., help="Manifest of a source modality; repeatable."),
     out: Path = typer.Option(..., help="Folder to create: real/ + translated/ + manifest.csv."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Write the augmented target training set: the real target images plus the translated
     source images with their labels, as files and one manifest any pipeline can read
@@ -277,7 +280,7 @@ def predict_cmd(
     input: list[Path] = typer.Option(..., help="A manifest CSV, or image files (repeatable)."),
     out: Path = typer.Option(..., help="CSV to write: path, slice, patient_id, prediction."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Predict labels of target-modality images with a trained run (library: duiit.runs.predict)."""
     from duiit.runs import predict
@@ -330,7 +333,7 @@ def experiment_cmd(
     gpus_per_run: float | None = typer.Option(
         None, help="ray: GPUs each run asks for; fractions allowed. Default 0.", show_default=False
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     overrides: list[str] = typer.Argument(
         None, help="Dotted overrides, e.g. splits=3 run.train.steps=200."
     ),
@@ -394,7 +397,7 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for the cohort, runs and report."),
     force: bool = typer.Option(False, "--force", help="Start afresh if OUT exists."),
     workers: int = typer.Option(2, help="Runs at a time (processes); 2 suits a 2-core laptop."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Everything on built-in data: synthesise the phantom cohort (CT target; MRI, PET
     sources), run a small protocol grid (4 settings; ours, CycleGAN, target only, transfer,
@@ -416,18 +419,34 @@ def _reflow(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-def _reflow_help(typer_app: typer.Typer) -> None:
-    """Every command's help, from its docstring or `help=`, reflowed (recursively)."""
+class _Command(TyperCommand):
+    """Usage lines as manuals write them: `RUN` for a required argument, `[OVERRIDES]...`
+    for optional ones. Typer writes `{run}`, which reads as something to type literally."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+def _polish_help(typer_app: typer.Typer) -> None:
+    """Every command's help, from its docstring or `help=`, reflowed, and its usage line
+    written plainly (recursively)."""
     for cmd in typer_app.registered_commands:
         text = cmd.help or (cmd.callback.__doc__ if cmd.callback else None)
         if text:
             cmd.help = _reflow(text)
+        cmd.cls = _Command
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
-            _reflow_help(group.typer_instance)
+            _polish_help(group.typer_instance)
 
 
-_reflow_help(app)
+_polish_help(app)
 
 # Errors of the environment that a user fixes there (space, permissions), named with the file.
 _ENVIRONMENT = {*NO_SPACE, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -453,7 +472,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
-            app()
+            app(prog_name="duiit")  # also under `python -m duiit`
         except DuiitError as exc:
             raise _error(str(exc)) from None
         except OSError as exc:
