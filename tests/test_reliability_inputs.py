@@ -496,3 +496,15 @@ def test_inspect_never_writes_beside_read_only_data(cohort: Path, tmp_path_facto
     finally:
         for p in [data, *data.iterdir()]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_inspect_with_class_labels(cohort: Path) -> None:
+    """Text labels with --task classification were a ValueError traceback (data/load.py):
+    each manifest's classes are counted, the same class names shared across manifests."""
+    ct(cohort, "ct0.npy,young,a", "ct1.npy,old,b", "ct2.npy,young,c")
+    write_manifest(cohort / "mri.csv", ["mri0.npy,old,m0", "mri1.npy,middle,m1"])
+    res = cli("data", "inspect", "ct.csv", "mri.csv", "--size", "32", "--task", "classification")
+    assert res.code == 0, res.err
+    assert "young:2" in res.out and "middle:1" in res.out  # CT's count, MRI's count
+    [c] = load_manifest(cohort / "ct.csv", DataConfig(image_size=32, task="classification"))
+    assert c.classes == ("old", "young") and c.labels.tolist() == [1, 0, 1]

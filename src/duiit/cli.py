@@ -118,6 +118,7 @@ def data_inspect(
     from duiit.config import load_config
     from duiit.data.inspect import contact_sheet, summarise
     from duiit.data.load import load_manifest
+    from duiit.data.manifest import class_names
     from duiit.files import new_output
 
     cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
@@ -129,7 +130,8 @@ def data_inspect(
             f"PNG: give e.g. --out {path.with_suffix('.png')}"
         )
     new_output(path, force)
-    cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet=quiet)]
+    classes = class_names(manifests, cfg)  # one index per class name across the manifests
+    cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet, classes)]
     print_frame(summarise(cohorts), "cohorts")
     console.print(f"contact sheet -> {contact_sheet(cohorts, path)}")
 

@@ -123,7 +123,7 @@ def _cohorts(
             raise DuiitError(f"{origin}: no usable (non-empty) slices for modality {modality}")
         warn_mixed_units(pd.DataFrame(meta), origin, str(modality))
         if classes is not None:
-            lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
+            lab = torch.tensor(class_indices(labels, classes, meta, origin), dtype=torch.int64)
         else:
             lab = torch.tensor(np.asarray(labels, dtype=np.float32))
         cohort = Cohort(
@@ -138,14 +138,31 @@ def _cohorts(
     return cohorts
 
 
+def class_indices(
+    labels: list[str], classes: tuple[str, ...], meta: list[dict[str, object]], origin: str
+) -> list[int]:
+    """Class names -> their indices in `classes`; a name outside them is refused with its line
+    (a run predicts only the classes it was trained on)."""
+    for name, facts in zip(labels, meta, strict=True):
+        if name not in classes:
+            raise DuiitError(
+                f"{origin}, line {facts['line']}: class {name!r} is not one of "
+                f"{', '.join(classes)}; fix the label or leave it blank"
+            )
+    return [classes.index(name) for name in labels]
+
+
 def load_manifest(
     csv_path: Path, cfg: DataConfig, quiet: bool = False, classes: tuple[str, ...] | None = None
 ) -> list[Cohort]:
-    """Load every image of a manifest, one cohort per modality it lists."""
+    """Load every image of a manifest, one cohort per modality it lists. Class labels are
+    indexed into `classes`, or into this manifest's own sorted class names."""
     csv_path = Path(csv_path)
     df = read_manifest(csv_path)
     task = "classification" if classes is not None else cfg.task
     df["label"] = parse_labels(df, csv_path, task)
+    if task == "classification" and classes is None:
+        classes = class_names([csv_path], cfg)
     return _cohorts(df, csv_path.parent, str(csv_path), cfg, quiet, classes)
 
 
