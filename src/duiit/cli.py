@@ -14,14 +14,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import rich
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand
 
 from duiit.errors import DuiitError
 from duiit.files import NO_SPACE
+from duiit.progress import console as make_console
+from duiit.progress import fit_width
 
 QUIET_HELP = "No progress bars or progress lines; results, warnings and errors still show."
 
@@ -36,8 +38,8 @@ data_app = typer.Typer(
     help="Make, read and look at cohorts (manifest CSV + image files).", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def print_frame(df, title: str) -> None:
@@ -199,12 +201,33 @@ PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet
 OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 model.predictor=resnet18."
 
 
-def _show_result(result: dict) -> None:
+def _show_result(result: dict, run: Path) -> None:
+    """The test scores, then where the run's outputs are, with counts."""
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     console.print(
         f"[bold]{result['method']}[/bold] on {result['target']} test patients "
         f"({result['n']['test']} images): {metrics}"
     )
+    n = result["n"]
+    files = {d: sum(p.is_file() for p in (run / d).rglob("*")) for d in ("checkpoints", "samples")}
+    console.print(
+        f"outputs -> {run}: model.pt, result.json, test_predictions.csv ({n['test']} test "
+        f"images), split.csv ({n['train']} train, {n['val']} val, {n['test']} test images), "
+        f"metrics.csv and tb/ (training curves), checkpoints/ ({files['checkpoints']} files), "
+        f"samples/ ({files['samples']} image grids)",
+        highlight=False,
+    )
+
+
+def _show_manifest(manifest: Path) -> str:
+    """What a written manifest holds: '24 real training images + 60 translated (MRI 60)'."""
+    from duiit.files import read_csv
+
+    df = read_csv(manifest)
+    per = df["source_modality"].dropna().value_counts().sort_index()
+    translated = f"{per.sum()} translated ({', '.join(f'{m} {k}' for m, k in per.items())})"
+    real = int(df["source_modality"].isna().sum())
+    return f"{real} real training images + {translated}" if real else translated
 
 
 @app.command("train")
@@ -234,13 +257,13 @@ def train_cmd(
                 "--resume continues with the run's saved configuration; drop "
                 "--config, --preset and overrides"
             )
-        result = runs.train(None, [], resume, resume=True, quiet=quiet)
+        result, out = runs.train(None, [], resume, resume=True, quiet=quiet), resume
     else:
         if out is None:
             raise DuiitError("give --out RUN_DIR (or --resume RUN_DIR)")
         cfg = load_config(config, overrides or [], preset)
         result = runs.train(target, source, out, cfg, method=method, quiet=quiet)
-    _show_result(result)
+    _show_result(result, out)
 
 
 @app.command("translate")
@@ -256,7 +279,8 @@ def translate_cmd(
     (HU for CT), so they read back exactly as duiit saw them."""
     from duiit.runs import translate_manifest
 
-    console.print(f"translated manifest -> {translate_manifest(run, source, out, force, quiet)}")
+    manifest = translate_manifest(run, source, out, force, quiet)
+    console.print(f"{_show_manifest(manifest)} -> {out} ({manifest.name})", highlight=False)
 
 
 @app.command("augment")
@@ -273,7 +297,8 @@ def augment_cmd(
     (library: duiit.runs.augment)."""
     from duiit.runs import augment
 
-    console.print(f"augmented manifest -> {augment(run, target, source, out, force, quiet)}")
+    manifest = augment(run, target, source, out, force, quiet)
+    console.print(f"{_show_manifest(manifest)} -> {out} ({manifest.name})", highlight=False)
 
 
 @app.command("predict")
@@ -471,6 +496,8 @@ def _error(message: str) -> SystemExit:
 def main() -> None:
     """Entry point: user errors become one clear line and exit status 2; warnings are one
     line each, without the source line Python would print."""
+    for c in (console, err_console, rich.get_console()):  # the last: training's progress
+        fit_width(c)  # where output goes now (a test, or a notebook, may redirect it)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:

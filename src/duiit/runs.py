@@ -9,6 +9,7 @@ run finished). Nothing writes elsewhere.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import shutil
 import subprocess
@@ -21,7 +22,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 
 from duiit import __version__
 from duiit.config import Config, DataConfig, load_config, save_config
@@ -44,6 +44,7 @@ from duiit.files import (
 )
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import method_config, translate
+from duiit.progress import console
 from duiit.training.runtime import (
     Runtime,
     barrier,
@@ -131,7 +132,7 @@ def execute(
                 save_config(cfg, run_dir / "config.yaml")
                 write_json(environment(rt), run_dir / "env.json")
             if not quiet:
-                Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
+                console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
         seed_everything(cfg.train.seed)
         used = held_out_sources(sources, val, test, quiet) if cls.uses_sources else []
@@ -183,13 +184,9 @@ def split_table(target: Cohort, split: Split) -> pd.DataFrame:
     part = np.empty(len(target), dtype=object)
     for name in ("train", "val", "test"):
         part[getattr(split, name)] = name
-    files = [
-        str((Path(m).parent / p).resolve())
-        for m, p in zip(target.meta["manifest"], target.meta["path"], strict=True)
-    ]
     return pd.DataFrame(
         {
-            "file": files,
+            "file": list(map(str, target.files())),
             "path": target.meta["path"],
             "slice": target.meta["slice"],
             "patient_id": target.patient_ids,
@@ -310,6 +307,12 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
 
 
+def relative_to(file: Path, folder: Path) -> str:
+    """`file` as a path relative to the folder of a manifest being written (a staged folder,
+    whose final place is a sibling: the same relative path), as manifests hold paths."""
+    return Path(os.path.relpath(file, folder)).as_posix()
+
+
 def _translated_rows(
     fitted: FittedModel,
     cfg: Config,
@@ -329,6 +332,7 @@ def _translated_rows(
                 f"{', '.join(fitted.translators) or 'nothing (not a translating method)'}"
             )
         fake = translate(fitted.translators[c.modality].to(rt.device), c.images, rt)
+        files = c.files()
         for i in range(len(c)):
             stem = Path(c.meta["path"].iloc[i]).name.split(".")[0]
             rel = f"{prefix}{c.modality}/{i:05d}_{stem}_s{int(c.meta['slice'].iloc[i])}.nii.gz"
@@ -341,7 +345,7 @@ def _translated_rows(
                     "patient_id": c.patient_ids[i],
                     "modality": target_modality,
                     "source_modality": c.modality,
-                    "source_path": c.meta["path"].iloc[i],
+                    "source_path": relative_to(files[i], folder),
                     "source_slice": int(c.meta["slice"].iloc[i]),
                 }
             )
@@ -411,7 +415,7 @@ def augment(
                     "modality": target_modality,
                     "slice": k,
                     "source_modality": "",
-                    "source_path": r["path"],
+                    "source_path": relative_to(src, tmp),
                     "source_slice": k,
                     **{c: r[c] for c in INTENSITY_COLUMNS if c in r},  # read as in training
                 }

@@ -62,7 +62,8 @@ def _expand_rows(
 ) -> Iterator[tuple[pd.Series, int, np.ndarray, dict[str, object]]]:
     """Yield (row, slice index, normalised slice, facts for the cohort's meta) for every
     usable slice."""
-    for _, row in track(df.iterrows(), f"reading {Path(origin).name}", len(df), quiet):
+    what = f"reading {Path(origin).name} ({len(df)} rows)"
+    for _, row in track(df.iterrows(), what, len(df), quiet):
         path = (base / row["path"].strip()).resolve()
         where = f"{origin}, line {row['line']}"
         if not path.exists():

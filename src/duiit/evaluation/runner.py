@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from duiit.data import load_cohorts
@@ -26,6 +25,7 @@ from duiit.evaluation.ray_backend import RayCluster, RayOptions
 from duiit.evaluation.record import check_record, experiment_record
 from duiit.evaluation.results import collect
 from duiit.files import folder_lock, write_csv, write_text
+from duiit.progress import console as make_console
 from duiit.runs import check_method_fits
 from duiit.training.runtime import Runtime, barrier, distributed_job, is_main_process
 
@@ -84,7 +84,7 @@ def _run_grid(
 ) -> list[Outcome]:
     """Run the unfinished cells (runs and their quality references) with one progress
     display, whichever backend runs them; returns the cells that failed."""
-    console = Console(quiet=quiet or not is_main_process())
+    console = make_console(quiet=quiet or not is_main_process())
     references = quality_references(job.exp, runs)
     cells = [*references, *runs]
     todo = unfinished(cells, out, job.exp.quality)
