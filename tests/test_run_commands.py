@@ -191,10 +191,12 @@ def test_predict_from_manifest_and_from_files(
     )
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(tmp_path / "p.csv")
-    assert list(df.columns) == ["path", "slice", "patient_id", "label", "prediction"]
+    assert list(df.columns) == [
+        "path", "slice", "patient_id", "label", "prediction", "unlike_training"
+    ]  # fmt: skip
     assert df["prediction"].notna().all() and df["prediction"].std() > 0
     files = sorted((phantom_dir / "CT").glob("*.nii.gz"))[:2]
-    by_file = runs.predict(run_dir, files, tmp_path / "q.csv", quiet=True)
+    by_file = runs.predict(run_dir, files, tmp_path / "q.csv", quiet=True).images
     assert len(by_file) == 4  # two slices each
     first = df[df["path"] == f"CT/{files[0].name}"]["prediction"].to_numpy()
     np.testing.assert_allclose(by_file["prediction"].to_numpy()[:2], first, rtol=1e-5)
@@ -239,8 +241,16 @@ def test_class_labels_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:
     )
     assert set(result["metrics"]) == {"accuracy", "macro_f1"}
     assert 0 <= result["metrics"]["accuracy"] <= 1
-    pred = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    done = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    pred = done.images
     assert set(pred["prediction"]) <= {"young", "old"} and set(pred["label"]) == {"young", "old"}
+    # per patient: the most frequent class and the share of its slices that predict it
+    patients = done.patients.set_index("patient_id")
+    for pid, slices in pred.groupby("patient_id"):
+        votes = slices["prediction"].value_counts()
+        assert votes[patients.loc[pid, "prediction"]] == votes.max()
+        assert patients.loc[pid, "agreement"] == pytest.approx(votes.max() / len(slices))
+    assert set(patients["label"]) == {"young", "old"}
 
 
 def test_class_codec_decodes_the_most_likely_class_by_its_name(tmp_path: Path) -> None:

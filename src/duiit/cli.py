@@ -304,16 +304,42 @@ def augment_cmd(
 @app.command("predict")
 def predict_cmd(
     run: Path = typer.Argument(..., help="A finished run folder."),
-    input: list[Path] = typer.Option(..., help="A manifest CSV, or image files (repeatable)."),
-    out: Path = typer.Option(..., help="CSV to write: path, slice, patient_id, prediction."),
+    input: list[Path] = typer.Option(
+        ...,
+        help="A manifest CSV (path, patient_id; label optional), or image files, DICOM series "
+        "folders and folders of PNG/JPEG/TIFF/NPY/NIfTI files (one patient each); repeatable.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        help="CSV to write, one row per image (path, slice, patient_id, [label,] prediction, "
+        "unlike_training); OUT_patients.csv beside it holds one row per patient.",
+    ),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="How your files are stored, as in a run: data.units, data.display_window or "
+        "data.channel, e.g. --set data.display_window=[40,120]; repeatable.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Predict labels of target-modality images with a trained run (library: duiit.runs.predict)."""
-    from duiit.runs import predict
+    """Predict the labels of images of the run's target modality (library: duiit.runs.predict):
+    per image, and per patient (the mean of a patient's slice predictions with their
+    spread, or the most frequent class). With labels in the manifest, the scores too. Inputs
+    unlike the run's training images (size, channels, intensities) are warned about."""
+    from duiit.runs import patients_csv, predict
 
-    df = predict(run, input, out, quiet, force)
-    console.print(f"{len(df)} predictions -> {out}")
+    done = predict(run, input, out, quiet, force, settings)
+    shown = done.patients.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    print_frame(shown.fillna(""), "per patient")
+    if done.scores is not None:
+        scores = "  ".join(f"{k} {v:.4g}" for k, v in done.scores.items())
+        console.print(f"scores on the {done.labelled} labelled images: {scores}", highlight=False)
+    console.print(
+        f"{len(done.images)} image predictions -> {out}; {len(done.patients)} patients -> "
+        f"{patients_csv(out)}",
+        highlight=False,
+    )
 
 
 @app.command("methods")

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,15 @@ import pandas as pd
 import torch
 
 from duiit import __version__
-from duiit.config import Config, DataConfig, load_config, save_config
+from duiit.config import Config, DataConfig, load_config, save_config, with_overrides
 from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
 from duiit.data.intensity import INTENSITY_COLUMNS
 from duiit.data.load import load_files
 from duiit.data.manifest import read_manifest
+from duiit.data.profile import PROFILE, profile, unlike
 from duiit.data.splits import Split
 from duiit.errors import DuiitError, DuiitWarning
-from duiit.evaluation.metrics import prediction_metrics
+from duiit.evaluation.metrics import per_patient, prediction_metrics
 from duiit.files import (
     LOCK_NAME,
     folder_lock,
@@ -169,6 +171,7 @@ def execute(
                 }
             )
             write_csv(predictions, run_dir / "test_predictions.csv")
+            write_json(profile(train), run_dir / PROFILE)  # what `predict` compares inputs with
             write_json(result, result_path)
         barrier()
     return result
@@ -451,30 +454,120 @@ def _training_slices(run_dir: Path, target: Path, real: pd.DataFrame) -> dict[st
     return slices
 
 
+#: The data settings `duiit predict --set` takes: how the user's files are stored, which a
+#: manifest row may say too. The others (image size, HU window, ...) are the run's own.
+INPUT_SETTINGS = tuple(f"data.{c}" for c in INTENSITY_COLUMNS)
+
+
+def input_settings(cfg: Config, settings: list[str]) -> Config:
+    """The run's configuration with `--set data.KEY=VALUE` for the settings that describe
+    the input files; any other key is refused (the run normalises as it was trained)."""
+    for item in settings:
+        key = item.partition("=")[0].strip()
+        if key not in INPUT_SETTINGS:
+            raise DuiitError(
+                f"--set {item}: predict takes only {', '.join(INPUT_SETTINGS)}, which say how "
+                "your files are stored; the run's other settings stay as it was trained"
+            )
+    return with_overrides(cfg, settings, "--set")
+
+
+@dataclass
+class Predictions:
+    """What `duiit predict` wrote: one row per image and one per patient (with class names
+    for classes), the scores on the labelled images (None without labels) and how many
+    images were unlike the run's training images."""
+
+    images: pd.DataFrame
+    patients: pd.DataFrame
+    scores: dict[str, float] | None
+    labelled: int
+    unlike: int
+
+
+def patients_csv(out_csv: Path) -> Path:
+    """Where `predict` writes its per-patient table: beside the per-image one."""
+    return out_csv.with_name(f"{out_csv.stem}_patients.csv")
+
+
+def _unlike_training(run_dir: Path, cohort: Cohort) -> list[str]:
+    """Why each image is unlike the run's training images ('' when it is not); a run from
+    before duiit kept their profile is said to have none, once."""
+    path = run_dir / PROFILE
+    if not path.exists():
+        warnings.warn(
+            f"{run_dir} has no {PROFILE} (trained before duiit kept one), so inputs are not "
+            "compared with its training images",
+            DuiitWarning,
+            stacklevel=2,
+        )
+        return [""] * len(cohort)
+    return unlike(read_json(path), cohort)
+
+
 def predict(
-    run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = False, force: bool = False
-) -> pd.DataFrame:
-    """`duiit predict`: a manifest (labels kept beside the predictions) or image files -> CSV.
-    An existing `out_csv` is refused unless `force`, like every output."""
-    new_output(out_csv, force)
+    run_dir: Path,
+    inputs: list[Path],
+    out_csv: Path,
+    quiet: bool = False,
+    force: bool = False,
+    settings: list[str] | None = None,
+) -> Predictions:
+    """`duiit predict`: images of the run's target modality -> a CSV of predictions per
+    image and one per patient (a patient's slice predictions combined, with their spread).
+
+    The input is one manifest (labels optional: with them the scores are computed too) or
+    image files and folders. Rows take the run's target modality and are read as its
+    training images were (`settings` may say how the files are stored). Images unlike the
+    training images are named in a warning and in the `unlike_training` column. Existing
+    outputs are refused unless `force`, like every output."""
+    out_csv = Path(out_csv)
+    for path in (out_csv, patients_csv(out_csv)):
+        new_output(path, force)
     fitted, cfg, rt = _run_parts(run_dir)
-    is_manifest = len(inputs) == 1 and inputs[0].suffix.lower() == ".csv"
-    if is_manifest:
-        cohorts = load_manifest(inputs[0], cfg.data, quiet=quiet, classes=fitted.codec.classes)
+    cfg = input_settings(cfg, settings or [])
+    target = _target_modality(run_dir)
+    classes = fitted.codec.classes
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
+        [cohort] = load_manifest(inputs[0], cfg.data, quiet, classes, predicting=target)
     else:
-        cohorts = [load_files(inputs, _target_modality(run_dir), cfg.data, quiet=quiet)]
-    frames = []
-    for c in cohorts:
-        pred = fitted.predict(c.images, rt)
-        frame = pd.DataFrame(
-            {"path": c.meta["path"], "slice": c.meta["slice"], "patient_id": c.patient_ids}
+        cohort = load_files(inputs, target, cfg.data, quiet, classes)
+    pred = fitted.predict(cohort.images, rt)
+    labels = cohort.labels.numpy()
+    known = labels >= 0 if classes else np.isfinite(labels)
+
+    def named(values: Any) -> Any:
+        return [classes[int(k)] if k >= 0 else "" for k in values] if classes else values
+
+    images = pd.DataFrame(
+        {
+            "path": cohort.meta["path"],
+            "slice": cohort.meta["slice"],
+            "patient_id": cohort.patient_ids,
+        }
+    )
+    if known.any():
+        images["label"] = named(labels)
+    images["prediction"] = named(pred)
+    images["unlike_training"] = _unlike_training(run_dir, cohort)
+    patients = per_patient(pred, cohort.patient_ids, classes, labels if known.all() else None)
+    for col in ("prediction", "label") if classes else ():
+        if col in patients:
+            patients[col] = named(patients[col])
+    scores = None
+    if known.any():
+        scores = prediction_metrics(pred[known], labels[known], classes, cohort.patient_ids[known])
+    unlike_n = int((images["unlike_training"] != "").sum())
+    if unlike_n:
+        first = images[images["unlike_training"] != ""].iloc[0]
+        warnings.warn(
+            f"{unlike_n} of {len(images)} image(s) are unlike the run's training images, so "
+            f"their predictions are unreliable (e.g. {first['path']} slice {first['slice']}: "
+            f"{first['unlike_training']}); the unlike_training column of {out_csv} says why "
+            "for each",
+            DuiitWarning,
+            stacklevel=2,
         )
-        if is_manifest:
-            frame["label"] = [c.classes[int(v)] if c.classes else float(v) for v in c.labels]
-        frame["prediction"] = (
-            [fitted.codec.classes[int(k)] for k in pred] if fitted.codec.classes else pred
-        )
-        frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)
-    write_csv(df, out_csv)
-    return df
+    write_csv(images, out_csv)
+    write_csv(patients, patients_csv(out_csv))
+    return Predictions(images, patients, scores, int(known.sum()), unlike_n)
