@@ -550,6 +550,99 @@ def test_report_of_a_good_folder(finished_experiment: Path, tmp_path: Path) -> N
     assert (out / "report.html").exists() and not temp_files(out)
 
 
+def test_report_of_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    res = cli("report", tmp_path / "nope")
+    assert_one_line_error(res, f"experiment folder {tmp_path / 'nope'} does not exist")
+    assert not (tmp_path / "nope").exists()
+
+
+def _truncate(path: Path) -> None:
+    """Cut a file in the middle of its last line, as a copy stopped short leaves it."""
+    data = path.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[: (last + len(data)) // 2])
+
+
+TARGET_ONLY = "runs/PURE-CT/target_only/split-00"
+DUIIT = "runs/MIX-CT-MRI/duiit/split-00"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expect"),
+    [
+        (
+            lambda out: (out / "runs/MIX-CT-MRI/duiit/split-01").mkdir(parents=True),
+            "runs/MIX-CT-MRI/duiit/split-01: unfinished (no result.json)",
+        ),
+        (
+            lambda out: _truncate(out / TARGET_ONLY / "test_predictions.csv"),
+            f"{TARGET_ONLY}/test_predictions.csv is damaged",
+        ),
+        (
+            lambda out: _truncate(out / DUIIT / "metrics.csv"),
+            f"{DUIIT}/metrics.csv is damaged",
+        ),
+        (
+            lambda out: (out / TARGET_ONLY / "split.csv").write_text(""),
+            f"{TARGET_ONLY}/split.csv is damaged",
+        ),
+        (lambda out: _truncate(out / "runs.csv"), "runs.csv is damaged or out of date"),
+    ],
+    ids=[
+        "unfinished run",
+        "truncated test_predictions.csv",
+        "truncated metrics.csv",
+        "empty split.csv",
+        "truncated runs.csv",
+    ],
+)
+def test_report_says_what_is_missing_or_damaged(
+    finished_experiment: Path, tmp_path: Path, spoil: object, expect: str
+) -> None:
+    """Each was dropped or read without a word: listed at the top of results.md and on the
+    terminal, and the report is still written from what is intact."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    spoil(out)
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    md = (out / "results.md").read_text()
+    top = md.split("\n## ")[1]  # the first section
+    assert top.startswith("Unfinished or damaged runs") and expect in top, md[:2000]
+    assert expect in res.out and "note(s) on unfinished or damaged runs" in res.out
+    mean = pd.read_csv(out / "results.csv").query("method == 'predict the mean'")
+    assert len(mean) == 1 and mean["mse_mean"].notna().all()  # from an intact run's labels
+
+
+def test_report_says_why_the_predict_the_mean_row_is_empty(
+    finished_experiment: Path, tmp_path: Path
+) -> None:
+    """With no intact test_predictions.csv in a split, the row was left blank."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    for run in (TARGET_ONLY, DUIIT):
+        _truncate(out / run / "test_predictions.csv")
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    top = (out / "results.md").read_text().split("\n## ")[1]
+    assert "predict the mean: no row for split 0 (no intact test_predictions.csv)" in top
+    assert "predict the mean" not in set(pd.read_csv(out / "results.csv")["method"])
+
+
+def test_report_html_renders_its_markdown_and_embeds_its_figures(
+    finished_experiment: Path, tmp_path: Path
+) -> None:
+    """Backticks showed literally and figures were links to files beside the page: the page
+    is results.md rendered, one file to share."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    assert cli("report", out).code == 0
+    page = (out / "report.html").read_text()
+    assert "`" not in page.split("<h2>Experiment</h2>")[0] and "<code>*</code>" in page
+    assert page.count("<table>") == (out / "results.md").read_text().count("\n| --- ")
+    figures = sorted((out / "figures").glob("*.png"))
+    assert figures and page.count('src="data:image/png;base64,') == len(figures)
+    assert "figures/" not in page
+    shutil.rmtree(out / "figures")  # the page alone shows them
+
+
 # ------------------------------------------------------------------ help texts
 
 

@@ -12,7 +12,7 @@ import inspect
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rich
 import typer
@@ -24,6 +24,9 @@ from duiit.errors import DuiitError
 from duiit.files import NO_SPACE
 from duiit.progress import console as make_console
 from duiit.progress import fit_width
+
+if TYPE_CHECKING:
+    from duiit.report.build import Report
 
 QUIET_HELP = "No progress bars or progress lines; results, warnings and errors still show."
 
@@ -425,6 +428,18 @@ def experiment_cmd(
     console.print(f"{len(results)} finished runs -> {out / 'runs.csv'}; next: duiit report {out}")
 
 
+def _show_report(report: Report, out: Path) -> None:
+    """results.md on the terminal, then what it says is missing, and where the page is."""
+    console.print((out / "results.md").read_text(), markup=False, highlight=False)
+    if report.notes:
+        console.print(
+            f"{len(report.notes)} note(s) on unfinished or damaged runs: see the top of "
+            f"{out / 'results.md'}",
+            highlight=False,
+        )
+    console.print(f"report -> {report.files['report.html']}", highlight=False)
+
+
 @app.command("report")
 def report_cmd(
     out: Path = typer.Argument(..., help="An experiment folder."),
@@ -440,9 +455,7 @@ def report_cmd(
     duiit.report.build_report)."""
     from duiit.report import build_report
 
-    written = build_report(out, beside)
-    console.print((out / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"report -> {written['report.html']}")
+    _show_report(build_report(out, beside), out)
 
 
 @app.command("demo")
@@ -461,9 +474,7 @@ def demo_cmd(
 
     experiment = prepare_demo(out, force, quiet)
     run_experiment(experiment, out, [], quiet, workers)
-    written = build_report(out)
-    console.print((out / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"report -> {written['report.html']}")
+    _show_report(build_report(out), out)
 
 
 def _reflow(text: str) -> str:
