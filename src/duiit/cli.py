@@ -28,7 +28,7 @@ from duiit.progress import fit_width
 if TYPE_CHECKING:
     from duiit.report.build import Report
 
-QUIET_HELP = "No progress bars or progress lines; results, warnings and errors still show."
+QUIET_HELP = "No progress bars or progress lines; results and errors still show."
 
 app = typer.Typer(
     help="Cross-modal data augmentation of medical images: make or check a cohort, train a "
@@ -212,12 +212,12 @@ def _show_result(result: dict, run: Path) -> None:
         f"({result['n']['test']} images): {metrics}"
     )
     n = result["n"]
-    files = {d: sum(p.is_file() for p in (run / d).rglob("*")) for d in ("checkpoints", "samples")}
+    counts = {d: sum(p.is_file() for p in (run / d).rglob("*")) for d in ("checkpoints", "samples")}
+    folders = "".join(f", {d}/ ({k} file{'s' * (k != 1)})" for d, k in counts.items() if k)
     console.print(
         f"outputs -> {run}: model.pt, result.json, test_predictions.csv ({n['test']} test "
         f"images), split.csv ({n['train']} train, {n['val']} val, {n['test']} test images), "
-        f"metrics.csv and tb/ (training curves), checkpoints/ ({files['checkpoints']} files), "
-        f"samples/ ({files['samples']} image grids)",
+        f"metrics.csv and tb/ (training curves){folders}",
         highlight=False,
     )
 
@@ -424,7 +424,9 @@ def experiment_cmd(
             1.0 if cpus_per_run is None else cpus_per_run,
             0.0 if gpus_per_run is None else gpus_per_run,
         )
-    results = run_experiment(config, out, overrides or [], quiet, workers or 1, ray)
+    results = run_experiment(
+        config, out, overrides or [], quiet, 1 if workers is None else workers, ray
+    )
     console.print(f"{len(results)} finished runs -> {out / 'runs.csv'}; next: duiit report {out}")
 
 

@@ -31,7 +31,7 @@ from duiit.data.intensity import INTENSITY_COLUMNS
 from duiit.data.load import load_files
 from duiit.data.manifest import read_manifest
 from duiit.data.profile import PROFILE, profile, unlike
-from duiit.data.splits import Split
+from duiit.data.splits import Split, check_parts, part_problems
 from duiit.errors import DuiitError, DuiitWarning
 from duiit.evaluation.metrics import per_patient, prediction_metrics
 from duiit.files import (
@@ -122,6 +122,8 @@ def execute(
     cfg = method_config(method, cfg)
     rt = Runtime.from_config(cfg.train)
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
+    problems = {p: [split_seed] for p in part_problems(split, target)}
+    check_parts(problems, cfg.data.split, target, warn=not quiet)
     check_method_fits(method, cfg)
     with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
         if rt.is_main:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from duiit.data import load_cohorts
 from duiit.errors import DuiitError
 from duiit.evaluation.backends import Backend, LocalPool
+from duiit.evaluation.checks import check_grid
 from duiit.evaluation.experiment import load_experiment
 from duiit.evaluation.grid import Cell, Job, Outcome, phases, plan, quality_references, unfinished
 from duiit.evaluation.ray_backend import RayCluster, RayOptions
@@ -47,6 +48,8 @@ def run_experiment(
     named in one DuiitError (runs.csv then holds the finished ones).
     """
     out = Path(out)
+    if workers < 1:
+        raise DuiitError(f"--workers {workers}: give 1 or more (runs at a time)")
     exp, cfg = load_experiment(config_path, overrides)
     with contextlib.ExitStack() as stack:
         rank, world = stack.enter_context(distributed_job())
@@ -58,6 +61,7 @@ def run_experiment(
             )
         target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
         runs = plan(exp, target, sources)
+        check_grid(exp, cfg, target, sources, runs)
         for method in exp.methods:
             check_method_fits(method, cfg)
         job = Job(exp, cfg, target, sources)
