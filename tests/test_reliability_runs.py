@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import typer
 import yaml
 from helpers import TINY, assert_one_line_error, cli, make_cohort, snapshot, temp_files
@@ -143,8 +144,39 @@ def test_resume_of_a_failed_start_is_refused_clearly(trained: Path, tmp_path: Pa
     shutil.copy(trained / "run.json", run)
     before = snapshot(tmp_path)
     res = cli("train", "-q", "--resume", run)
-    assert_one_line_error(res, "holds no checkpoint", "nothing to resume", f"delete {run}")
+    assert_one_line_error(
+        res, "holds no checkpoint", "nothing to resume", "run the command that started it again"
+    )
     assert snapshot(tmp_path) == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_same_command(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk before the first checkpoint left a folder that neither the same command
+    nor --resume accepted ("delete it"): the same command starts it afresh and says so. A
+    folder holding anything duiit did not write there is still refused."""
+    run = tmp_path / "run"
+    args = ["train", "-q", "--target", data / "ct.csv", "--out", run]
+    args += ["--method", "target_only", *TINY, *STEPS]
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", full_disk)
+        assert_one_line_error(cli(*args), "no space left while writing")
+    assert (run / "run.json").exists() and not any(run.rglob("*.pt"))
+    assert_one_line_error(cli("train", "-q", "--resume", run), "nothing to resume")
+    (run / "notes.txt").write_text("mine")
+    assert_one_line_error(cli(*args), f"run folder {run} already exists")
+    (run / "notes.txt").unlink()
+    res = cli(*args)
+    assert res.code == 0, res.err
+    [line] = [w for w in res.err.splitlines() if "stopped before" in w]
+    assert line.startswith(f"warning: run folder {run} holds a run that stopped before its")
+    assert "starts afresh" in line
+    assert (run / "result.json").exists() and not temp_files(tmp_path)
 
 
 def test_resume_after_interruption_finishes(trained: Path, tmp_path: Path) -> None:

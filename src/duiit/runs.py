@@ -128,7 +128,10 @@ def execute(
     with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
         if rt.is_main:
             if inputs is not None:
-                refuse_existing_run(run_dir)
+                if check_new_run(run_dir):  # a run that stopped before its first checkpoint
+                    for p in run_dir.iterdir():
+                        if p.name != LOCK_NAME:
+                            (shutil.rmtree if p.is_dir() else Path.unlink)(p)
                 write_json(inputs, run_dir / "run.json")
             elif result_path.exists():  # finished by another process meanwhile
                 return read_json(result_path)
@@ -226,25 +229,41 @@ def held_out_sources(
     return kept
 
 
-def refuse_existing_run(out: Path) -> None:
+# What a run writes before its first checkpoint. A folder holding only these, with no
+# checkpoint and no result, is a run that stopped before it (a full disk, a kill).
+EARLY_FILES = {LOCK_NAME, "run.json", "config.yaml", "env.json", "metrics.csv"}
+EARLY_FILES |= {"tb", "samples", "checkpoints"}
+
+
+def _checkpointed(out: Path) -> bool:
+    """Whether a run folder holds something to resume: a result or a checkpoint."""
+    return (out / "result.json").exists() or any((out / "checkpoints").glob("*.pt"))
+
+
+def check_new_run(out: Path) -> bool:
     """A new run needs a new (or empty) folder; an interrupted one is continued with --resume.
-    A lock file alone (its process killed before writing anything) counts as empty."""
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise DuiitError(
-            f"run folder {out} already exists; continue it with --resume {out} "
-            "or choose another --out"
-        )
+    A lock file alone (its process killed before writing anything) counts as empty. True
+    when `out` holds a run that stopped before its first checkpoint: nothing there to resume
+    or keep, so the new run replaces it."""
+    if not out.exists() or all(p.name == LOCK_NAME for p in out.iterdir()):
+        return False
+    early = all(p.name in EARLY_FILES for p in out.iterdir())
+    if early and (out / "run.json").exists() and not _checkpointed(out):
+        return True
+    raise DuiitError(
+        f"run folder {out} already exists; continue it with --resume {out} or choose another --out"
+    )
 
 
 def _resume_inputs(out: Path) -> tuple[Path, list[Path], str, Config]:
     """What an interrupted run was started with; refused when there is nothing to resume."""
     if not (out / "run.json").exists():
         raise DuiitError(f"{out} is not a run folder (no run.json); nothing to resume")
-    started = (out / "result.json").exists() or any((out / "checkpoints").glob("*.pt"))
-    if not (out / "config.yaml").exists() or not started:
+    if not (out / "config.yaml").exists() or not _checkpointed(out):
         raise DuiitError(
             f"{out} holds no checkpoint: the run stopped before its first one, so there is "
-            f"nothing to resume; delete {out} and start the run again with --out"
+            f"nothing to resume; run the command that started it again (--out {out}), which "
+            "starts such a run afresh"
         )
     info = read_json(out / "run.json")
     cfg = load_config(out / "config.yaml")
@@ -276,7 +295,13 @@ def train(
             if target is None:
                 raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
             get_method(method)  # fail on a typo before loading anything
-            refuse_existing_run(out)  # on every rank, before rank 0 creates it
+            if check_new_run(out):  # on every rank, before rank 0 creates it
+                warnings.warn(
+                    f"run folder {out} holds a run that stopped before its first checkpoint "
+                    "(nothing in it to resume or keep); the run starts afresh",
+                    DuiitWarning,
+                    stacklevel=2,
+                )
             barrier()
             cfg = cfg or Config()
             inputs = {
