@@ -239,6 +239,16 @@ CONFIG_CASES = [
         ("data.split=[5, 2, 1] asks for 8 images but the CT cohort has 6; give counts",),
         args=_overrides("data.split=[5,2,1]"),
     ),
+    Case(
+        "split without test images",
+        ("data.split=[1.0, 0.0, 0.0] leaves the test part empty in split 0 of the CT cohort",),
+        args=_overrides("data.split=[1,0,0]"),
+    ),
+    Case(
+        "split neither fractions nor counts",
+        ("data.split=[1.5, 1.0, 1.0] mixes fractions and counts",),
+        args=_overrides("data.split=[1.5,1,1]"),
+    ),
     Case("unknown preset", ("unknown preset 'huge'",), args={"preset": ["--preset", "huge"]}),
     Case(
         "config file missing",
@@ -394,6 +404,39 @@ EXPERIMENT_CASES = [
         _exp_on_broken_manifest,
     ),
     Case(
+        "workers below 1", ("--workers 0: give 1 or more",), _exp(), {"options": ["--workers", "0"]}
+    ),
+    Case(
+        "repeated method",
+        ("methods name target_only twice",),
+        _exp(methods=["target_only", "duiit", "target_only"]),
+    ),
+    Case(
+        "repeated setting",
+        ("settings list ['MRI'] twice",),
+        _exp(methods=["duiit", "target_only"], ours="duiit", settings=[[], ["MRI"], ["MRI"]]),
+    ),
+    Case(
+        "a method without runs",
+        ("method target_only gets no run", "add [] to settings"),
+        _exp(methods=["duiit", "target_only"], ours="duiit", settings=[["MRI"]]),
+    ),
+    Case(
+        "experiment split without test images",
+        ("leaves the test part empty in split 0",),
+        _exp(run={"data": {"split": [1, 0, 0]}}),
+    ),
+    Case(
+        "experiment split neither fractions nor counts",
+        ("data.split=[1.5, 1.0, 1.0] mixes fractions and counts",),
+        _exp(run={"data": {"split": [1.5, 1, 1]}}),
+    ),
+    Case(
+        "unknown key in run",
+        ("run: unknown key 'colour'; allowed here: data, model, predictor, train",),
+        _exp(run={"colour": "red"}),
+    ),
+    Case(
         "unknown backend",
         ("--backend 'spark': choose local or ray",),
         _exp(),
@@ -496,3 +539,31 @@ def test_inspect_never_writes_beside_read_only_data(cohort: Path, tmp_path_facto
     finally:
         for p in [data, *data.iterdir()]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_inspect_with_class_labels(cohort: Path) -> None:
+    """Text labels with --task classification were a ValueError traceback (data/load.py):
+    each manifest's classes are counted, the same class names shared across manifests."""
+    ct(cohort, "ct0.npy,young,a", "ct1.npy,old,b", "ct2.npy,young,c")
+    write_manifest(cohort / "mri.csv", ["mri0.npy,old,m0", "mri1.npy,middle,m1"])
+    res = cli("data", "inspect", "ct.csv", "mri.csv", "--size", "32", "--task", "classification")
+    assert res.code == 0, res.err
+    assert "young:2" in res.out and "middle:1" in res.out  # CT's count, MRI's count
+    [c] = load_manifest(cohort / "ct.csv", DataConfig(image_size=32, task="classification"))
+    assert c.classes == ("old", "young") and c.labels.tolist() == [1, 0, 1]
+
+
+def test_weak_splits_are_warned_about_once_before_the_grid_runs(cohort: Path) -> None:
+    """No validation image, or one test patient, gives runs whose selection or statistics
+    mean little: said once for the grid (naming its splits) before any run, not per run."""
+    _experiment(cohort, splits=2, run={"data": {"split": [0.8, 0, 0.2], "image_size": 32}})
+    res = cli("experiment", "e.yaml", "--out", "exp", "-q", *(f"run.{o}" for o in TINY[1:]),
+              "run.train.steps=2")  # fmt: skip
+    assert res.code == 0, res.err
+    [line] = [w for w in res.err.splitlines() if "validation part empty" in w]
+    assert line.startswith("warning: data.split=[0.8, 0.0, 0.2] leaves the validation part empty")
+    assert "in splits 0, 1" in line
+    train = cli("train", "--target", "ct.csv", "--out", "run", "--method", "target_only",
+                *TINY, "train.steps=2")  # fmt: skip
+    assert train.code == 0, train.err
+    assert "puts 1 patient in the test part of split 0" in train.err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import resource
 import shutil
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import typer
 import yaml
 from helpers import (
@@ -155,8 +157,39 @@ def test_resume_of_a_failed_start_is_refused_clearly(trained: Path, tmp_path: Pa
     shutil.copy(trained / "run.json", run)
     before = snapshot(tmp_path)
     res = cli("train", "-q", "--resume", run)
-    assert_one_line_error(res, "holds no checkpoint", "nothing to resume", f"delete {run}")
+    assert_one_line_error(
+        res, "holds no checkpoint", "nothing to resume", "run the command that started it again"
+    )
     assert snapshot(tmp_path) == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_the_same_command(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk before the first checkpoint left a folder that neither the same command
+    nor --resume accepted ("delete it"): the same command starts it afresh and says so. A
+    folder holding anything duiit did not write there is still refused."""
+    run = tmp_path / "run"
+    args = ["train", "-q", "--target", data / "ct.csv", "--out", run]
+    args += ["--method", "target_only", *TINY, *STEPS]
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", full_disk)
+        assert_one_line_error(cli(*args), "no space left while writing")
+    assert (run / "run.json").exists() and not any(run.rglob("*.pt"))
+    assert_one_line_error(cli("train", "-q", "--resume", run), "nothing to resume")
+    (run / "notes.txt").write_text("mine")
+    assert_one_line_error(cli(*args), f"run folder {run} already exists")
+    (run / "notes.txt").unlink()
+    res = cli(*args)
+    assert res.code == 0, res.err
+    [line] = [w for w in res.err.splitlines() if "stopped before" in w]
+    assert line.startswith(f"warning: run folder {run} holds a run that stopped before its")
+    assert "starts afresh" in line
+    assert (run / "result.json").exists() and not temp_files(tmp_path)
 
 
 def test_resume_after_interruption_finishes(trained: Path, tmp_path: Path) -> None:
@@ -598,6 +631,99 @@ def test_report_of_a_good_folder(finished_experiment: Path, tmp_path: Path) -> N
     assert (out / "report.html").exists() and not temp_files(out)
 
 
+def test_report_of_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    res = cli("report", tmp_path / "nope")
+    assert_one_line_error(res, f"experiment folder {tmp_path / 'nope'} does not exist")
+    assert not (tmp_path / "nope").exists()
+
+
+def _truncate(path: Path) -> None:
+    """Cut a file in the middle of its last line, as a copy stopped short leaves it."""
+    data = path.read_bytes()
+    last = data.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(data[: (last + len(data)) // 2])
+
+
+TARGET_ONLY = "runs/PURE-CT/target_only/split-00"
+DUIIT = "runs/MIX-CT-MRI/duiit/split-00"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "expect"),
+    [
+        (
+            lambda out: (out / "runs/MIX-CT-MRI/duiit/split-01").mkdir(parents=True),
+            "runs/MIX-CT-MRI/duiit/split-01: unfinished (no result.json)",
+        ),
+        (
+            lambda out: _truncate(out / TARGET_ONLY / "test_predictions.csv"),
+            f"{TARGET_ONLY}/test_predictions.csv is damaged",
+        ),
+        (
+            lambda out: _truncate(out / DUIIT / "metrics.csv"),
+            f"{DUIIT}/metrics.csv is damaged",
+        ),
+        (
+            lambda out: (out / TARGET_ONLY / "split.csv").write_text(""),
+            f"{TARGET_ONLY}/split.csv is damaged",
+        ),
+        (lambda out: _truncate(out / "runs.csv"), "runs.csv is damaged or out of date"),
+    ],
+    ids=[
+        "unfinished run",
+        "truncated test_predictions.csv",
+        "truncated metrics.csv",
+        "empty split.csv",
+        "truncated runs.csv",
+    ],
+)
+def test_report_says_what_is_missing_or_damaged(
+    finished_experiment: Path, tmp_path: Path, spoil: object, expect: str
+) -> None:
+    """Each was dropped or read without a word: listed at the top of results.md and on the
+    terminal, and the report is still written from what is intact."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    spoil(out)
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    md = (out / "results.md").read_text()
+    top = md.split("\n## ")[1]  # the first section
+    assert top.startswith("Unfinished or damaged runs") and expect in top, md[:2000]
+    assert expect in res.out and "note(s) on unfinished or damaged runs" in res.out
+    mean = pd.read_csv(out / "results.csv").query("method == 'predict the mean'")
+    assert len(mean) == 1 and mean["mse_mean"].notna().all()  # from an intact run's labels
+
+
+def test_report_says_why_the_predict_the_mean_row_is_empty(
+    finished_experiment: Path, tmp_path: Path
+) -> None:
+    """With no intact test_predictions.csv in a split, the row was left blank."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    for run in (TARGET_ONLY, DUIIT):
+        _truncate(out / run / "test_predictions.csv")
+    res = cli("report", out)
+    assert res.code == 0, res.err
+    top = (out / "results.md").read_text().split("\n## ")[1]
+    assert "predict the mean: no row for split 0 (no intact test_predictions.csv)" in top
+    assert "predict the mean" not in set(pd.read_csv(out / "results.csv")["method"])
+
+
+def test_report_html_renders_its_markdown_and_embeds_its_figures(
+    finished_experiment: Path, tmp_path: Path
+) -> None:
+    """Backticks showed literally and figures were links to files beside the page: the page
+    is results.md rendered, one file to share."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    assert cli("report", out).code == 0
+    page = (out / "report.html").read_text()
+    assert "`" not in page.split("<h2>Experiment</h2>")[0] and "<code>*</code>" in page
+    assert page.count("<table>") == (out / "results.md").read_text().count("\n| --- ")
+    figures = sorted((out / "figures").glob("*.png"))
+    assert figures and page.count('src="data:image/png;base64,') == len(figures)
+    assert "figures/" not in page
+    shutil.rmtree(out / "figures")  # the page alone shows them
+
+
 # ------------------------------------------------------------------ help texts
 
 
@@ -650,3 +776,43 @@ def test_help_keeps_bracketed_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert "duiit[lambda_pred=0.01]" in cli("methods", "--help").out
     assert "(default: <first manifest's name>_contact.png" in cli("data", "inspect", "--help").out
+
+
+def _params(group: object, path: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    """Every parameter of every command, named `command --option` (or its argument)."""
+    found = [(" ".join([*path, p.name or ""]), p) for p in getattr(group, "params", [])]
+    for name, cmd in getattr(group, "commands", {}).items():
+        found += _params(cmd, (*path, name))
+    return found
+
+
+def test_every_option_and_argument_says_what_it_does() -> None:
+    """`--quiet` had no description in four commands: each parameter of each command has one."""
+    bare = [name for name, p in _params(typer.main.get_command(duiit_cli.app)) if not p.help]
+    assert not bare
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "duiit")
+def test_usage_names_the_command_and_its_arguments_plainly(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Usage: duiit translate [OPTIONS] RUN`, not typer's `{run}`, which reads as a literal."""
+    monkeypatch.setenv("COLUMNS", "200")
+    lines = cli(*command, "--help").out.splitlines()
+    [usage] = [line.strip() for line in lines if "Usage:" in line]
+    head = " ".join(["Usage: duiit", *command, "[OPTIONS]"])
+    assert usage.startswith(head), usage
+    for piece in usage.removeprefix(head).split():
+        assert re.fullmatch(r"\[?[A-Z_]+\]?(\.\.\.)?", piece), usage
+
+
+def test_usage_under_python_m_names_duiit() -> None:
+    """`python -m duiit` is the same program: its usage says `duiit`, as the README does."""
+    res = subprocess.run(
+        [sys.executable, "-m", "duiit", "translate", "--help"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert "Usage: duiit translate [OPTIONS] RUN" in res.stdout, res.stdout

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import TINY as BASE
+from helpers import cli
 from test_cli import duiit
 
 from duiit import runs
@@ -81,8 +83,9 @@ def test_augment_gives_the_runs_training_images_plus_translated_sources(
     train = split[split["part"] == "train"]
     real = df[df["source_modality"].isna()]
     assert len(real) == len(train) and real["slice"].notna().all()
-    assert sorted(zip(real["source_path"], real["slice"], strict=True)) == sorted(
-        zip(train["path"], train["slice"], strict=True)
+    files = [str((out.parent / p).resolve()) for p in real["source_path"]]
+    assert sorted(zip(files, real["slice"], strict=True)) == sorted(
+        zip(train["file"], train["slice"], strict=True)
     )
     held_out = set(split.loc[split["part"] != "train", "patient_id"].astype(str))
     assert held_out and not held_out & set(real["patient_id"].astype(str))
@@ -188,10 +191,12 @@ def test_predict_from_manifest_and_from_files(
     )
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(tmp_path / "p.csv")
-    assert list(df.columns) == ["path", "slice", "patient_id", "label", "prediction"]
+    assert list(df.columns) == [
+        "path", "slice", "patient_id", "label", "prediction", "unlike_training"
+    ]  # fmt: skip
     assert df["prediction"].notna().all() and df["prediction"].std() > 0
     files = sorted((phantom_dir / "CT").glob("*.nii.gz"))[:2]
-    by_file = runs.predict(run_dir, files, tmp_path / "q.csv", quiet=True)
+    by_file = runs.predict(run_dir, files, tmp_path / "q.csv", quiet=True).images
     assert len(by_file) == 4  # two slices each
     first = df[df["path"] == f"CT/{files[0].name}"]["prediction"].to_numpy()
     np.testing.assert_allclose(by_file["prediction"].to_numpy()[:2], first, rtol=1e-5)
@@ -236,8 +241,16 @@ def test_class_labels_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:
     )
     assert set(result["metrics"]) == {"accuracy", "macro_f1"}
     assert 0 <= result["metrics"]["accuracy"] <= 1
-    pred = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    done = runs.predict(tmp_path / "run", [tmp_path / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    pred = done.images
     assert set(pred["prediction"]) <= {"young", "old"} and set(pred["label"]) == {"young", "old"}
+    # per patient: the most frequent class and the share of its slices that predict it
+    patients = done.patients.set_index("patient_id")
+    for pid, slices in pred.groupby("patient_id"):
+        votes = slices["prediction"].value_counts()
+        assert votes[patients.loc[pid, "prediction"]] == votes.max()
+        assert patients.loc[pid, "agreement"] == pytest.approx(votes.max() / len(slices))
+    assert set(patients["label"]) == {"young", "old"}
 
 
 def test_class_codec_decodes_the_most_likely_class_by_its_name(tmp_path: Path) -> None:
@@ -252,3 +265,59 @@ def test_class_codec_decodes_the_most_likely_class_by_its_name(tmp_path: Path) -
     labels = torch.tensor([2, 0, 1])
     assert codec.decode(torch.nn.functional.one_hot(labels, 3).float()).tolist() == [2, 0, 1]
     assert float(codec.loss(logits, codec.decode(logits))) < float(codec.loss(logits, labels))
+
+
+# ------------------------------------------------------------------ output as a user reads it
+
+
+def test_piped_output_is_not_wrapped_and_says_where_outputs_went(
+    phantom_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output that is not a terminal (CI logs, `| tee`) was hard-wrapped at 80 columns,
+    cutting the metric line; cohorts loaded silently; train, translate and augment did not
+    say where their outputs went. Here stdout and stderr are not terminals, as in a pipe."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    run = tmp_path / "a-run-folder-with-a-name-long-enough-to-need-a-wide-line"
+    res = cli(
+        "train", "--target", phantom_dir / "ct.csv", "--source", phantom_dir / "mri.csv",
+        "--out", run, *TINY, "train.steps=2",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    [metrics] = [line for line in res.out.splitlines() if "test patients" in line]
+    assert metrics.endswith(
+        f"patient_r2 {json.loads((run / 'result.json').read_text())['metrics']['patient_r2']:.4g}"
+    )
+    [where] = [line for line in res.out.splitlines() if line.startswith("outputs ->")]
+    assert f"-> {run}:" in where and "test_predictions.csv (" in where and "model.pt" in where
+    assert (
+        "reading ct.csv (100 rows) ..." in res.err and "reading ct.csv (100 rows): done" in res.err
+    )
+    res = cli("translate", run, "--source", phantom_dir / "mri.csv", "--out", tmp_path / "tr")
+    assert res.code == 0, res.err
+    assert f"60 translated (MRI 60) -> {tmp_path / 'tr'} (manifest.csv)" in res.out
+    res = cli(
+        "augment", run, "--target", phantom_dir / "ct.csv", "--source", phantom_dir / "mri.csv",
+        "--out", tmp_path / "aug",
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    trained = (pd.read_csv(run / "split.csv")["part"] == "train").sum()
+    assert (
+        f"{trained} real training images + 60 translated (MRI 60) -> {tmp_path / 'aug'} "
+        "(manifest.csv)" in res.out
+    )
+
+
+def test_written_source_paths_and_folders_are_usable(
+    run_dir: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """augment's (and translate's) source_path pointed nowhere (relative to each input
+    manifest, not to the manifest written); their folders were private (0700) where run
+    folders are not."""
+    aug = runs.augment(
+        run_dir, phantom_dir / "ct.csv", [phantom_dir / "mri.csv"], tmp_path / "aug", quiet=True
+    )
+    tr = runs.translate_manifest(run_dir, phantom_dir / "mri.csv", tmp_path / "tr", quiet=True)
+    for manifest in (aug, tr):
+        df = pd.read_csv(manifest)
+        assert all((manifest.parent / p).is_file() for p in df["source_path"]), manifest
+        assert manifest.parent.stat().st_mode & 0o777 == run_dir.stat().st_mode & 0o777

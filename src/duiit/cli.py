@@ -1,7 +1,7 @@
 """The `duiit` command. Thin: parse, call the library, print. Every command is a function
 in the library too (see each command's body for which).
 
-Help texts are the commands' docstrings, reflowed (`_reflow_help`) so that hard line breaks
+Help texts are the commands' docstrings, reflowed (`_polish_help`) so that hard line breaks
 of the source never reach the terminal: rich wraps the prose to the terminal's width.
 """
 
@@ -12,15 +12,23 @@ import inspect
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import rich
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand
 
 from duiit.errors import DuiitError
 from duiit.files import NO_SPACE
+from duiit.progress import console as make_console
+from duiit.progress import fit_width
+
+if TYPE_CHECKING:
+    from duiit.report.build import Report
+
+QUIET_HELP = "No progress bars or progress lines; results and errors still show."
 
 app = typer.Typer(
     help="Cross-modal data augmentation of medical images: make or check a cohort, train a "
@@ -33,8 +41,8 @@ data_app = typer.Typer(
     help="Make, read and look at cohorts (manifest CSV + image files).", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def print_frame(df, title: str) -> None:
@@ -68,7 +76,7 @@ def data_synth(
         "make the gross anatomy a noisier cue: a test of whether translation keeps it.",
     ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Write the built-in phantom cohort: NIfTI brain slices of CT, MRI and PET patients
     with their ages, plus one manifest CSV per modality (library: duiit.data.phantom.synthesise).
@@ -106,7 +114,7 @@ def data_inspect(
         help="A data setting as training would use it, e.g. --set data.display_window=[40,120] "
         "--set data.slices_per_patient=5; repeatable.",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Print counts, patients, label statistics and sizes; save a contact sheet of random
     slices per modality, one row per way the files were read (units, display window), so
@@ -115,6 +123,7 @@ def data_inspect(
     from duiit.config import load_config
     from duiit.data.inspect import contact_sheet, summarise
     from duiit.data.load import load_manifest
+    from duiit.data.manifest import class_names
     from duiit.files import new_output
 
     cfg = load_config(overrides=[f"data.image_size={size}", f"data.task={task}", *settings]).data
@@ -126,7 +135,8 @@ def data_inspect(
             f"PNG: give e.g. --out {path.with_suffix('.png')}"
         )
     new_output(path, force)
-    cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet=quiet)]
+    classes = class_names(manifests, cfg)  # one index per class name across the manifests
+    cohorts = [c for m in manifests for c in load_manifest(m, cfg, quiet, classes)]
     print_frame(summarise(cohorts), "cohorts")
     console.print(f"contact sheet -> {contact_sheet(cohorts, path)}")
 
@@ -194,12 +204,33 @@ PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet
 OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 predictor.network=resnet18."
 
 
-def _show_result(result: dict) -> None:
+def _show_result(result: dict, run: Path) -> None:
+    """The test scores, then where the run's outputs are, with counts."""
     metrics = "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
     console.print(
         f"[bold]{result['method']}[/bold] on {result['target']} test patients "
         f"({result['n']['test']} images): {metrics}"
     )
+    n = result["n"]
+    counts = {d: sum(p.is_file() for p in (run / d).rglob("*")) for d in ("checkpoints", "samples")}
+    folders = "".join(f", {d}/ ({k} file{'s' * (k != 1)})" for d, k in counts.items() if k)
+    console.print(
+        f"outputs -> {run}: model.pt, result.json, test_predictions.csv ({n['test']} test "
+        f"images), split.csv ({n['train']} train, {n['val']} val, {n['test']} test images), "
+        f"metrics.csv and tb/ (training curves){folders}",
+        highlight=False,
+    )
+
+
+def _show_manifest(manifest: Path) -> str:
+    """What a written manifest holds: '24 real training images + 60 translated (MRI 60)'."""
+    from duiit.files import read_csv
+
+    df = read_csv(manifest)
+    per = df["source_modality"].dropna().value_counts().sort_index()
+    translated = f"{per.sum()} translated ({', '.join(f'{m} {k}' for m, k in per.items())})"
+    real = int(df["source_modality"].isna().sum())
+    return f"{real} real training images + {translated}" if real else translated
 
 
 @app.command("train")
@@ -211,7 +242,7 @@ def train_cmd(
     preset: str | None = typer.Option(None, help=PRESET_HELP),
     method: str = typer.Option("duiit", help="Method to train (see `duiit methods`)."),
     resume: Path | None = typer.Option(None, help="Continue an interrupted run folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     overrides: list[str] = typer.Argument(None, help=OVERRIDE_HELP),
 ) -> None:
     """Train the translator and predictor jointly (DUIIT) on a patient-level split of the
@@ -229,13 +260,13 @@ def train_cmd(
                 "--resume continues with the run's saved configuration; drop "
                 "--config, --preset and overrides"
             )
-        result = runs.train(None, [], resume, resume=True, quiet=quiet)
+        result, out = runs.train(None, [], resume, resume=True, quiet=quiet), resume
     else:
         if out is None:
             raise DuiitError("give --out RUN_DIR (or --resume RUN_DIR)")
         cfg = load_config(config, overrides or [], preset)
         result = runs.train(target, source, out, cfg, method=method, quiet=quiet)
-    _show_result(result)
+    _show_result(result, out)
 
 
 @app.command("translate")
@@ -244,14 +275,15 @@ def translate_cmd(
     source: Path = typer.Option(..., help="Manifest of source images to translate."),
     out: Path = typer.Option(..., help="Folder to create: NIfTI files + manifest.csv."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Translate source images into the target modality, keeping their labels
     (library: duiit.runs.translate_manifest). Images are written in the target's units
     (HU for CT), so they read back exactly as duiit saw them."""
     from duiit.runs import translate_manifest
 
-    console.print(f"translated manifest -> {translate_manifest(run, source, out, force, quiet)}")
+    manifest = translate_manifest(run, source, out, force, quiet)
+    console.print(f"{_show_manifest(manifest)} -> {out} ({manifest.name})", highlight=False)
 
 
 @app.command("augment")
@@ -261,29 +293,56 @@ def augment_cmd(
     source: list[Path] = typer.Option(..., help="Manifest of a source modality; repeatable."),
     out: Path = typer.Option(..., help="Folder to create: real/ + translated/ + manifest.csv."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Write the augmented target training set: the real target images plus the translated
     source images with their labels, as files and one manifest any pipeline can read
     (library: duiit.runs.augment)."""
     from duiit.runs import augment
 
-    console.print(f"augmented manifest -> {augment(run, target, source, out, force, quiet)}")
+    manifest = augment(run, target, source, out, force, quiet)
+    console.print(f"{_show_manifest(manifest)} -> {out} ({manifest.name})", highlight=False)
 
 
 @app.command("predict")
 def predict_cmd(
     run: Path = typer.Argument(..., help="A finished run folder."),
-    input: list[Path] = typer.Option(..., help="A manifest CSV, or image files (repeatable)."),
-    out: Path = typer.Option(..., help="CSV to write: path, slice, patient_id, prediction."),
+    input: list[Path] = typer.Option(
+        ...,
+        help="A manifest CSV (path, patient_id; label optional), or image files, DICOM series "
+        "folders and folders of PNG/JPEG/TIFF/NPY/NIfTI files (one patient each); repeatable.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        help="CSV to write, one row per image (path, slice, patient_id, [label,] prediction, "
+        "unlike_training); OUT_patients.csv beside it holds one row per patient.",
+    ),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="How your files are stored, as in a run: data.units, data.display_window or "
+        "data.channel, e.g. --set data.display_window=[40,120]; repeatable.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Predict labels of target-modality images with a trained run (library: duiit.runs.predict)."""
-    from duiit.runs import predict
+    """Predict the labels of images of the run's target modality (library: duiit.runs.predict):
+    per image, and per patient (the mean of a patient's slice predictions with their
+    spread, or the most frequent class). With labels in the manifest, the scores too. Inputs
+    unlike the run's training images (size, channels, intensities) are warned about."""
+    from duiit.runs import patients_csv, predict
 
-    df = predict(run, input, out, quiet, force)
-    console.print(f"{len(df)} predictions -> {out}")
+    done = predict(run, input, out, quiet, force, settings)
+    shown = done.patients.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    print_frame(shown.fillna(""), "per patient")
+    if done.scores is not None:
+        scores = "  ".join(f"{k} {v:.4g}" for k, v in done.scores.items())
+        console.print(f"scores on the {done.labelled} labelled images: {scores}", highlight=False)
+    console.print(
+        f"{len(done.images)} image predictions -> {out}; {len(done.patients)} patients -> "
+        f"{patients_csv(out)}",
+        highlight=False,
+    )
 
 
 @app.command("methods")
@@ -330,7 +389,7 @@ def experiment_cmd(
     gpus_per_run: float | None = typer.Option(
         None, help="ray: GPUs each run asks for; fractions allowed. Default 0.", show_default=False
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     overrides: list[str] = typer.Argument(
         None, help="Dotted overrides, e.g. splits=3 run.train.steps=200."
     ),
@@ -365,8 +424,22 @@ def experiment_cmd(
             1.0 if cpus_per_run is None else cpus_per_run,
             0.0 if gpus_per_run is None else gpus_per_run,
         )
-    results = run_experiment(config, out, overrides or [], quiet, workers or 1, ray)
+    results = run_experiment(
+        config, out, overrides or [], quiet, 1 if workers is None else workers, ray
+    )
     console.print(f"{len(results)} finished runs -> {out / 'runs.csv'}; next: duiit report {out}")
+
+
+def _show_report(report: Report, out: Path) -> None:
+    """results.md on the terminal, then what it says is missing, and where the page is."""
+    console.print((out / "results.md").read_text(), markup=False, highlight=False)
+    if report.notes:
+        console.print(
+            f"{len(report.notes)} note(s) on unfinished or damaged runs: see the top of "
+            f"{out / 'results.md'}",
+            highlight=False,
+        )
+    console.print(f"report -> {report.files['report.html']}", highlight=False)
 
 
 @app.command("report")
@@ -384,9 +457,7 @@ def report_cmd(
     duiit.report.build_report)."""
     from duiit.report import build_report
 
-    written = build_report(out, beside)
-    console.print((out / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"report -> {written['report.html']}")
+    _show_report(build_report(out, beside), out)
 
 
 @app.command("demo")
@@ -394,7 +465,7 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Folder for the cohort, runs and report."),
     force: bool = typer.Option(False, "--force", help="Start afresh if OUT exists."),
     workers: int = typer.Option(2, help="Runs at a time (processes); 2 suits a 2-core laptop."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Everything on built-in data: synthesise the phantom cohort (CT target; MRI, PET
     sources), run a small protocol grid (4 settings; ours, CycleGAN, target only, transfer,
@@ -405,9 +476,7 @@ def demo_cmd(
 
     experiment = prepare_demo(out, force, quiet)
     run_experiment(experiment, out, [], quiet, workers)
-    written = build_report(out)
-    console.print((out / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"report -> {written['report.html']}")
+    _show_report(build_report(out), out)
 
 
 def _reflow(text: str) -> str:
@@ -416,18 +485,34 @@ def _reflow(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-def _reflow_help(typer_app: typer.Typer) -> None:
-    """Every command's help, from its docstring or `help=`, reflowed (recursively)."""
+class _Command(TyperCommand):
+    """Usage lines as manuals write them: `RUN` for a required argument, `[OVERRIDES]...`
+    for optional ones. Typer writes `{run}`, which reads as something to type literally."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+def _polish_help(typer_app: typer.Typer) -> None:
+    """Every command's help, from its docstring or `help=`, reflowed, and its usage line
+    written plainly (recursively)."""
     for cmd in typer_app.registered_commands:
         text = cmd.help or (cmd.callback.__doc__ if cmd.callback else None)
         if text:
             cmd.help = _reflow(text)
+        cmd.cls = _Command
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
-            _reflow_help(group.typer_instance)
+            _polish_help(group.typer_instance)
 
 
-_reflow_help(app)
+_polish_help(app)
 
 # Errors of the environment that a user fixes there (space, permissions), named with the file.
 _ENVIRONMENT = {*NO_SPACE, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -450,10 +535,12 @@ def _error(message: str) -> SystemExit:
 def main() -> None:
     """Entry point: user errors become one clear line and exit status 2; warnings are one
     line each, without the source line Python would print."""
+    for c in (console, err_console, rich.get_console()):  # the last: training's progress
+        fit_width(c)  # where output goes now (a test, or a notebook, may redirect it)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
-            app()
+            app(prog_name="duiit")  # also under `python -m duiit`
         except DuiitError as exc:
             raise _error(str(exc)) from None
         except OSError as exc:

@@ -121,6 +121,9 @@ def staged_dir(out: Path, force: bool = False) -> Iterator[Path]:
     new_output(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)  # mkdtemp's folder is private; an output is made as any folder
     try:
         with disk_errors(out):
             yield tmp

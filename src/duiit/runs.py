@@ -9,11 +9,13 @@ run finished). Nothing writes elsewhere.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import shutil
 import subprocess
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +23,17 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-from rich.console import Console
 
 from duiit import __version__
-from duiit.config import Config, DataConfig, load_config, save_config
+from duiit.config import Config, DataConfig, load_config, save_config, with_overrides
 from duiit.data import Cohort, load_cohorts, load_manifest, split_cohort
 from duiit.data.intensity import INTENSITY_COLUMNS
 from duiit.data.load import load_files
 from duiit.data.manifest import read_manifest
-from duiit.data.splits import Split
+from duiit.data.profile import PROFILE, profile, unlike
+from duiit.data.splits import Split, check_parts, part_problems
 from duiit.errors import DuiitError, DuiitWarning
-from duiit.evaluation.metrics import prediction_metrics
+from duiit.evaluation.metrics import per_patient, prediction_metrics
 from duiit.files import (
     LOCK_NAME,
     folder_lock,
@@ -44,6 +46,7 @@ from duiit.files import (
 )
 from duiit.methods import FittedModel, get_method
 from duiit.methods.base import method_config, translate
+from duiit.progress import console
 from duiit.training.runtime import (
     Runtime,
     barrier,
@@ -121,12 +124,17 @@ def execute(
     cfg = method_config(method, cfg)
     rt = Runtime.from_config(cfg.train)
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
+    problems = {p: [split_seed] for p in part_problems(split, target)}
+    check_parts(problems, cfg.data.split, target, warn=not quiet)
     check_method_fits(method, cfg)
     locked = folder_lock(run_dir, "run folder", lock_wait)
     with locked if rt.is_main else contextlib.nullcontext():
         if rt.is_main:
             if inputs is not None:
-                refuse_existing_run(run_dir)
+                if check_new_run(run_dir):  # a run that stopped before its first checkpoint
+                    for p in run_dir.iterdir():
+                        if p.name != LOCK_NAME:
+                            (shutil.rmtree if p.is_dir() else Path.unlink)(p)
                 write_json(inputs, run_dir / "run.json")
             elif result_path.exists():  # finished by another process meanwhile
                 return read_json(result_path)
@@ -134,7 +142,7 @@ def execute(
                 save_config(cfg, run_dir / "config.yaml")
                 write_json(environment(rt), run_dir / "env.json")
             if not quiet:
-                Console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
+                console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
         seed_everything(cfg.train.seed)
         used = held_out_sources(sources, val, test, quiet) if cls.uses_sources else []
@@ -173,6 +181,7 @@ def execute(
                 }
             )
             write_csv(predictions, run_dir / "test_predictions.csv")
+            write_json(profile(train), run_dir / PROFILE)  # what `predict` compares inputs with
             write_json(result, result_path)
         barrier()
     return result
@@ -188,13 +197,9 @@ def split_table(target: Cohort, split: Split) -> pd.DataFrame:
     part = np.empty(len(target), dtype=object)
     for name in ("train", "val", "test"):
         part[getattr(split, name)] = name
-    files = [
-        str((Path(m).parent / p).resolve())
-        for m, p in zip(target.meta["manifest"], target.meta["path"], strict=True)
-    ]
     return pd.DataFrame(
         {
-            "file": files,
+            "file": list(map(str, target.files())),
             "path": target.meta["path"],
             "slice": target.meta["slice"],
             "patient_id": target.patient_ids,
@@ -229,25 +234,41 @@ def held_out_sources(
     return kept
 
 
-def refuse_existing_run(out: Path) -> None:
+# What a run writes before its first checkpoint. A folder holding only these, with no
+# checkpoint and no result, is a run that stopped before it (a full disk, a kill).
+EARLY_FILES = {LOCK_NAME, "run.json", "config.yaml", "env.json", "metrics.csv"}
+EARLY_FILES |= {"tb", "samples", "checkpoints"}
+
+
+def _checkpointed(out: Path) -> bool:
+    """Whether a run folder holds something to resume: a result or a checkpoint."""
+    return (out / "result.json").exists() or any((out / "checkpoints").glob("*.pt"))
+
+
+def check_new_run(out: Path) -> bool:
     """A new run needs a new (or empty) folder; an interrupted one is continued with --resume.
-    A lock file alone (its process killed before writing anything) counts as empty."""
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise DuiitError(
-            f"run folder {out} already exists; continue it with --resume {out} "
-            "or choose another --out"
-        )
+    A lock file alone (its process killed before writing anything) counts as empty. True
+    when `out` holds a run that stopped before its first checkpoint: nothing there to resume
+    or keep, so the new run replaces it."""
+    if not out.exists() or all(p.name == LOCK_NAME for p in out.iterdir()):
+        return False
+    early = all(p.name in EARLY_FILES for p in out.iterdir())
+    if early and (out / "run.json").exists() and not _checkpointed(out):
+        return True
+    raise DuiitError(
+        f"run folder {out} already exists; continue it with --resume {out} or choose another --out"
+    )
 
 
 def _resume_inputs(out: Path) -> tuple[Path, list[Path], str, Config]:
     """What an interrupted run was started with; refused when there is nothing to resume."""
     if not (out / "run.json").exists():
         raise DuiitError(f"{out} is not a run folder (no run.json); nothing to resume")
-    started = (out / "result.json").exists() or any((out / "checkpoints").glob("*.pt"))
-    if not (out / "config.yaml").exists() or not started:
+    if not (out / "config.yaml").exists() or not _checkpointed(out):
         raise DuiitError(
             f"{out} holds no checkpoint: the run stopped before its first one, so there is "
-            f"nothing to resume; delete {out} and start the run again with --out"
+            f"nothing to resume; run the command that started it again (--out {out}), which "
+            "starts such a run afresh"
         )
     info = read_json(out / "run.json")
     cfg = load_config(out / "config.yaml")
@@ -279,7 +300,13 @@ def train(
             if target is None:
                 raise DuiitError("give --target MANIFEST (or --resume RUN_DIR)")
             get_method(method)  # fail on a typo before loading anything
-            refuse_existing_run(out)  # on every rank, before rank 0 creates it
+            if check_new_run(out):  # on every rank, before rank 0 creates it
+                warnings.warn(
+                    f"run folder {out} holds a run that stopped before its first checkpoint "
+                    "(nothing in it to resume or keep); the run starts afresh",
+                    DuiitWarning,
+                    stacklevel=2,
+                )
             barrier()
             cfg = cfg or Config()
             inputs = {
@@ -315,6 +342,12 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
 
 
+def relative_to(file: Path, folder: Path) -> str:
+    """`file` as a path relative to the folder of a manifest being written (a staged folder,
+    whose final place is a sibling: the same relative path), as manifests hold paths."""
+    return Path(os.path.relpath(file, folder)).as_posix()
+
+
 def _translated_rows(
     fitted: FittedModel,
     cfg: Config,
@@ -334,6 +367,7 @@ def _translated_rows(
                 f"{', '.join(fitted.translators) or 'nothing (not a translating method)'}"
             )
         fake = translate(fitted.translators[c.modality].to(rt.device), c.images, rt)
+        files = c.files()
         for i in range(len(c)):
             stem = Path(c.meta["path"].iloc[i]).name.split(".")[0]
             rel = f"{prefix}{c.modality}/{i:05d}_{stem}_s{int(c.meta['slice'].iloc[i])}.nii.gz"
@@ -346,7 +380,7 @@ def _translated_rows(
                     "patient_id": c.patient_ids[i],
                     "modality": target_modality,
                     "source_modality": c.modality,
-                    "source_path": c.meta["path"].iloc[i],
+                    "source_path": relative_to(files[i], folder),
                     "source_slice": int(c.meta["slice"].iloc[i]),
                 }
             )
@@ -416,7 +450,7 @@ def augment(
                     "modality": target_modality,
                     "slice": k,
                     "source_modality": "",
-                    "source_path": r["path"],
+                    "source_path": relative_to(src, tmp),
                     "source_slice": k,
                     **{c: r[c] for c in INTENSITY_COLUMNS if c in r},  # read as in training
                 }
@@ -452,30 +486,120 @@ def _training_slices(run_dir: Path, target: Path, real: pd.DataFrame) -> dict[st
     return slices
 
 
+#: The data settings `duiit predict --set` takes: how the user's files are stored, which a
+#: manifest row may say too. The others (image size, HU window, ...) are the run's own.
+INPUT_SETTINGS = tuple(f"data.{c}" for c in INTENSITY_COLUMNS)
+
+
+def input_settings(cfg: Config, settings: list[str]) -> Config:
+    """The run's configuration with `--set data.KEY=VALUE` for the settings that describe
+    the input files; any other key is refused (the run normalises as it was trained)."""
+    for item in settings:
+        key = item.partition("=")[0].strip()
+        if key not in INPUT_SETTINGS:
+            raise DuiitError(
+                f"--set {item}: predict takes only {', '.join(INPUT_SETTINGS)}, which say how "
+                "your files are stored; the run's other settings stay as it was trained"
+            )
+    return with_overrides(cfg, settings, "--set")
+
+
+@dataclass
+class Predictions:
+    """What `duiit predict` wrote: one row per image and one per patient (with class names
+    for classes), the scores on the labelled images (None without labels) and how many
+    images were unlike the run's training images."""
+
+    images: pd.DataFrame
+    patients: pd.DataFrame
+    scores: dict[str, float] | None
+    labelled: int
+    unlike: int
+
+
+def patients_csv(out_csv: Path) -> Path:
+    """Where `predict` writes its per-patient table: beside the per-image one."""
+    return out_csv.with_name(f"{out_csv.stem}_patients.csv")
+
+
+def _unlike_training(run_dir: Path, cohort: Cohort) -> list[str]:
+    """Why each image is unlike the run's training images ('' when it is not); a run from
+    before duiit kept their profile is said to have none, once."""
+    path = run_dir / PROFILE
+    if not path.exists():
+        warnings.warn(
+            f"{run_dir} has no {PROFILE} (trained before duiit kept one), so inputs are not "
+            "compared with its training images",
+            DuiitWarning,
+            stacklevel=2,
+        )
+        return [""] * len(cohort)
+    return unlike(read_json(path), cohort)
+
+
 def predict(
-    run_dir: Path, inputs: list[Path], out_csv: Path, quiet: bool = False, force: bool = False
-) -> pd.DataFrame:
-    """`duiit predict`: a manifest (labels kept beside the predictions) or image files -> CSV.
-    An existing `out_csv` is refused unless `force`, like every output."""
-    new_output(out_csv, force)
+    run_dir: Path,
+    inputs: list[Path],
+    out_csv: Path,
+    quiet: bool = False,
+    force: bool = False,
+    settings: list[str] | None = None,
+) -> Predictions:
+    """`duiit predict`: images of the run's target modality -> a CSV of predictions per
+    image and one per patient (a patient's slice predictions combined, with their spread).
+
+    The input is one manifest (labels optional: with them the scores are computed too) or
+    image files and folders. Rows take the run's target modality and are read as its
+    training images were (`settings` may say how the files are stored). Images unlike the
+    training images are named in a warning and in the `unlike_training` column. Existing
+    outputs are refused unless `force`, like every output."""
+    out_csv = Path(out_csv)
+    for path in (out_csv, patients_csv(out_csv)):
+        new_output(path, force)
     fitted, cfg, rt = _run_parts(run_dir)
-    is_manifest = len(inputs) == 1 and inputs[0].suffix.lower() == ".csv"
-    if is_manifest:
-        cohorts = load_manifest(inputs[0], cfg.data, quiet=quiet, classes=fitted.codec.classes)
+    cfg = input_settings(cfg, settings or [])
+    target = _target_modality(run_dir)
+    classes = fitted.codec.classes
+    if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
+        [cohort] = load_manifest(inputs[0], cfg.data, quiet, classes, predicting=target)
     else:
-        cohorts = [load_files(inputs, _target_modality(run_dir), cfg.data, quiet=quiet)]
-    frames = []
-    for c in cohorts:
-        pred = fitted.predict(c.images, rt)
-        frame = pd.DataFrame(
-            {"path": c.meta["path"], "slice": c.meta["slice"], "patient_id": c.patient_ids}
+        cohort = load_files(inputs, target, cfg.data, quiet, classes)
+    pred = fitted.predict(cohort.images, rt)
+    labels = cohort.labels.numpy()
+    known = labels >= 0 if classes else np.isfinite(labels)
+
+    def named(values: Any) -> Any:
+        return [classes[int(k)] if k >= 0 else "" for k in values] if classes else values
+
+    images = pd.DataFrame(
+        {
+            "path": cohort.meta["path"],
+            "slice": cohort.meta["slice"],
+            "patient_id": cohort.patient_ids,
+        }
+    )
+    if known.any():
+        images["label"] = named(labels)
+    images["prediction"] = named(pred)
+    images["unlike_training"] = _unlike_training(run_dir, cohort)
+    patients = per_patient(pred, cohort.patient_ids, classes, labels if known.all() else None)
+    for col in ("prediction", "label") if classes else ():
+        if col in patients:
+            patients[col] = named(patients[col])
+    scores = None
+    if known.any():
+        scores = prediction_metrics(pred[known], labels[known], classes, cohort.patient_ids[known])
+    unlike_n = int((images["unlike_training"] != "").sum())
+    if unlike_n:
+        first = images[images["unlike_training"] != ""].iloc[0]
+        warnings.warn(
+            f"{unlike_n} of {len(images)} image(s) are unlike the run's training images, so "
+            f"their predictions are unreliable (e.g. {first['path']} slice {first['slice']}: "
+            f"{first['unlike_training']}); the unlike_training column of {out_csv} says why "
+            "for each",
+            DuiitWarning,
+            stacklevel=2,
         )
-        if is_manifest:
-            frame["label"] = [c.classes[int(v)] if c.classes else float(v) for v in c.labels]
-        frame["prediction"] = (
-            [fitted.codec.classes[int(k)] for k in pred] if fitted.codec.classes else pred
-        )
-        frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)
-    write_csv(df, out_csv)
-    return df
+    write_csv(images, out_csv)
+    write_csv(patients, patients_csv(out_csv))
+    return Predictions(images, patients, scores, int(known.sum()), unlike_n)

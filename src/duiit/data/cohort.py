@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -78,6 +79,13 @@ class Cohort:
         for pid in dict.fromkeys(self.patient_ids):  # patients in order of appearance
             keep.extend(evenly_spaced(np.flatnonzero(self.patient_ids == pid).tolist(), n))
         return self.subset(sorted(keep))
+
+    def files(self) -> list[Path]:
+        """Each image's file, resolved (a manifest's paths are relative to its folder)."""
+        return [
+            (Path(m).parent / p).resolve()
+            for m, p in zip(self.meta["manifest"], self.meta["path"], strict=True)
+        ]
 
     @property
     def n_patients(self) -> int:

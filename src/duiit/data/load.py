@@ -18,7 +18,7 @@ from duiit.config import DataConfig
 from duiit.data.cohort import Cohort
 from duiit.data.intensity import file_intensities, to_square, warn_mixed_units
 from duiit.data.manifest import class_names, parse_labels, read_manifest
-from duiit.data.readers import read_image
+from duiit.data.readers import image_files, read_image
 from duiit.errors import DuiitError, DuiitWarning, explain
 from duiit.progress import track
 
@@ -62,7 +62,8 @@ def _expand_rows(
 ) -> Iterator[tuple[pd.Series, int, np.ndarray, dict[str, object]]]:
     """Yield (row, slice index, normalised slice, facts for the cohort's meta) for every
     usable slice."""
-    for _, row in track(df.iterrows(), f"reading {Path(origin).name}", len(df), quiet):
+    what = f"reading {Path(origin).name} ({len(df)} rows)"
+    for _, row in track(df.iterrows(), what, len(df), quiet):
         path = (base / row["path"].strip()).resolve()
         where = f"{origin}, line {row['line']}"
         if not path.exists():
@@ -84,12 +85,14 @@ def _expand_rows(
         except DuiitError as exc:
             raise DuiitError(f"{where}: {path} {exc}") from None
         _check_pixels(slices, where, path, cfg.image_size)
+        colour = bool(image.pixels.shape[-1] > 1 and np.ptp(image.pixels, axis=-1).max() > 0)
         chosen = _chosen_slices(row.get("slice", ""), len(slices), where, path.name)
         for k in chosen:
             if len(chosen) > 1 and np.ptp(slices[k]) == 0:
                 continue  # empty slice of a volume: nothing to learn from
             h, w = slices[k].shape
-            yield row, k, norm[k], {"raw_h": h, "raw_w": w, "units": units, "window": window}
+            facts = {"raw_h": h, "raw_w": w, "units": units, "window": window, "colour": colour}
+            yield row, k, norm[k], facts
 
 
 def _cohorts(
@@ -123,7 +126,7 @@ def _cohorts(
             raise DuiitError(f"{origin}: no usable (non-empty) slices for modality {modality}")
         warn_mixed_units(pd.DataFrame(meta), origin, str(modality))
         if classes is not None:
-            lab = torch.tensor([classes.index(v) for v in labels], dtype=torch.int64)
+            lab = torch.tensor(class_indices(labels, classes, meta, origin), dtype=torch.int64)
         else:
             lab = torch.tensor(np.asarray(labels, dtype=np.float32))
         cohort = Cohort(
@@ -138,29 +141,77 @@ def _cohorts(
     return cohorts
 
 
+def class_indices(
+    labels: list[str], classes: tuple[str, ...], meta: list[dict[str, object]], origin: str
+) -> list[int]:
+    """Class names -> their indices in `classes`, -1 for a blank label (an image to predict);
+    a name outside them is refused with its line (a run knows only the classes it learnt)."""
+    for name, facts in zip(labels, meta, strict=True):
+        if name and name not in classes:
+            raise DuiitError(
+                f"{origin}, line {facts['line']}: class {name!r} is not one of "
+                f"{', '.join(classes)}; fix the label or leave it blank"
+            )
+    return [classes.index(name) if name else -1 for name in labels]
+
+
 def load_manifest(
-    csv_path: Path, cfg: DataConfig, quiet: bool = False, classes: tuple[str, ...] | None = None
+    csv_path: Path,
+    cfg: DataConfig,
+    quiet: bool = False,
+    classes: tuple[str, ...] | None = None,
+    predicting: str | None = None,
 ) -> list[Cohort]:
-    """Load every image of a manifest, one cohort per modality it lists."""
+    """Load every image of a manifest, one cohort per modality it lists. Class labels are
+    indexed into `classes`, or into this manifest's own sorted class names.
+
+    `predicting` names the modality a run predicts from (its target) when the images are to
+    be predicted: rows naming no modality are of it (not of the file's name, which would
+    read a CT's HU as raw values), rows of another modality are refused, and labels may be
+    missing or blank."""
     csv_path = Path(csv_path)
-    df = read_manifest(csv_path)
+    df = read_manifest(csv_path, predicting, labelled=predicting is None)
+    if predicting is not None:
+        other = df[df["modality"].str.upper() != predicting.upper()]
+        if not other.empty:
+            row = other.iloc[0]
+            raise DuiitError(
+                f"{csv_path}, line {row['line']}: modality {row['modality']} is not "
+                f"{predicting}, the modality the run predicts from; give {predicting} images "
+                f"only (remove the {row['modality']} rows, or correct their modality column)"
+            )
+        df["modality"] = predicting
     task = "classification" if classes is not None else cfg.task
-    df["label"] = parse_labels(df, csv_path, task)
+    df["label"] = parse_labels(df, csv_path, task, blank=predicting is not None)
+    if task == "classification" and classes is None:
+        classes = class_names([csv_path], cfg)
     return _cohorts(df, csv_path.parent, str(csv_path), cfg, quiet, classes)
 
 
-def load_files(paths: list[Path], modality: str, cfg: DataConfig, quiet: bool = False) -> Cohort:
-    """Unlabelled image files (for prediction) as one cohort; labels are NaN."""
+def load_files(
+    paths: list[Path],
+    modality: str,
+    cfg: DataConfig,
+    quiet: bool = False,
+    classes: tuple[str, ...] | None = None,
+) -> Cohort:
+    """Unlabelled images (for prediction) as one cohort: files, DICOM series folders, and
+    folders of image files (PNG, JPEG, TIFF, NPY, NIfTI: each file an image). A file is its
+    own patient; a folder's images are one patient, named by the folder."""
+    files: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        listed = image_files(p) if p.is_dir() else []
+        files += [(f, p.name) for f in listed] or [(p, p.name)]
     df = pd.DataFrame(
         {
-            "path": [str(Path(p).resolve()) for p in paths],
-            "label": np.nan,
-            "patient_id": [Path(p).name for p in paths],
+            "path": [str(f.resolve()) for f, _ in files],
+            "label": "" if classes is not None else np.nan,
+            "patient_id": [patient for _, patient in files],
             "modality": modality,
-            "line": np.arange(len(paths)) + 1,
+            "line": np.arange(len(files)) + 1,
         }
     )
-    [cohort] = _cohorts(df, Path.cwd(), "command-line file", cfg, quiet, None)
+    [cohort] = _cohorts(df, Path.cwd(), "command-line file", cfg, quiet, classes)
     return cohort
 
 

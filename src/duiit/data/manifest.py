@@ -117,11 +117,17 @@ def read_age_column(path: Path, column: str | None = None) -> list[float]:
 # ---------------------------------------------------------------- manifests
 
 
-def read_manifest(csv_path: Path) -> pd.DataFrame:
-    """Read and check a manifest's structure; each row keeps its CSV line number."""
+def read_manifest(
+    csv_path: Path, modality: str | None = None, labelled: bool = True
+) -> pd.DataFrame:
+    """Read and check a manifest's structure; each row keeps its CSV line number. Rows that
+    name no modality are of `modality`, by default the CSV's file name in capitals. Without
+    `labelled` (images to predict), the label column may be missing or blank."""
     csv_path = Path(csv_path)
     header = ",".join(REQUIRED_COLUMNS)
     df = read_csv(csv_path, "manifest", f"a header {header} and one row per image or volume")
+    if not labelled and "label" not in df.columns:
+        df["label"] = ""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise DuiitError(
@@ -132,13 +138,14 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
     if df.empty:
         raise DuiitError(f"manifest {csv_path} has a header but no rows")
     df["line"] = np.arange(len(df)) + 2  # header is line 1
-    for col in REQUIRED_COLUMNS:
+    for col in REQUIRED_COLUMNS if labelled else ("path", "patient_id"):
         blank = df[df[col].str.strip() == ""]
         if not blank.empty:
             raise DuiitError(f"{csv_path}, line {blank['line'].iloc[0]}: empty {col!r}")
+    default = modality or csv_path.stem.upper()
     if "modality" not in df.columns:
-        df["modality"] = csv_path.stem.upper()
-    df["modality"] = df["modality"].str.strip().replace("", csv_path.stem.upper())
+        df["modality"] = default
+    df["modality"] = df["modality"].str.strip().replace("", default)
     _check_intensity_columns(df, csv_path)
     return _drop_repeated_rows(df, csv_path)
 
@@ -186,12 +193,13 @@ def _check_intensity_columns(df: pd.DataFrame, csv_path: Path) -> None:
             raise DuiitError(f"{csv_path}, line {row['line']}: {exc}") from None
 
 
-def parse_labels(df: pd.DataFrame, csv_path: Path, task: str) -> pd.Series:
-    """The label column as float32 numbers, or as class names for classification."""
+def parse_labels(df: pd.DataFrame, csv_path: Path, task: str, blank: bool = False) -> pd.Series:
+    """The label column as float32 numbers, or as class names for classification. With
+    `blank`, blank cells are allowed (unlabelled images to predict: NaN, or '')."""
     if task == "classification":
         return df["label"].str.strip()
     values = finite_numbers(df["label"])
-    bad = df[values.isna()]
+    bad = df[values.isna() & ~(blank & (df["label"].str.strip() == ""))]
     if not bad.empty:
         row = bad.iloc[0]
         hint = (

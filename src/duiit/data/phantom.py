@@ -279,7 +279,7 @@ def synthesise(
             rows = ["path,label,patient_id,modality"]
             table = spec.ages.get(modality)
             ages = rng.permutation(table).tolist() if table else [None] * count
-            for i in track(range(count), f"phantom {modality}", count, quiet):
+            for i in track(range(count), f"phantom {modality} ({count} patients)", count, quiet):
                 anat = sample_anatomy(rng, spec, ages[i])
                 pid = f"{modality}-{spec.seed:03d}-{i:04d}"
                 rel = f"{modality}/{pid}.nii.gz"

@@ -19,6 +19,7 @@ from pydicom.pixels import apply_modality_lut
 from duiit.errors import DuiitError
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+NIFTI = (".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,33 @@ def dicom_slice_key(ds: pydicom.Dataset) -> float:
     return float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
 
 
+def image_files(folder: Path) -> list[Path]:
+    """A folder's files, sorted, when each is an image by its suffix (PNG/JPEG/TIFF/BMP, NPY,
+    NIfTI): such a folder is a list of images, not a DICOM series. Otherwise none."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [
+        p
+        for p in files
+        if p.suffix.lower() in PIL_SUFFIXES | {".npy"} or p.name.lower().endswith(NIFTI)
+    ]
+    return images if images == files else []
+
+
+def _dicom_header(path: Path) -> pydicom.Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError:
+        raise DuiitError(
+            f"holds {path.name}, which is not a DICOM file; a folder must hold one DICOM "
+            "series (list other images one by one)"
+        ) from None
+
+
 def _read_dicom_series(folder: Path) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DuiitError("is an empty folder; a folder must hold one DICOM series")
-    keys = [(dicom_slice_key(pydicom.dcmread(f, stop_before_pixels=True)), f) for f in files]
+    keys = [(dicom_slice_key(_dicom_header(f)), f) for f in files]
     return np.concatenate([_read_dicom_dataset(f) for _, f in sorted(keys)])
 
 
@@ -112,7 +135,7 @@ def read_image(path: Path) -> FileImage:
     name = path.name.lower()
     if path.is_dir():
         return FileImage(_read_dicom_series(path))
-    if name.endswith((".nii", ".nii.gz")):
+    if name.endswith(NIFTI):
         return _read_nifti(path)
     if path.suffix.lower() in PIL_SUFFIXES:
         return _read_pil(path)

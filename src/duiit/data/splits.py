@@ -37,6 +37,11 @@ def image_goals(sizes: Sequence[float], n_images: int, modality: str) -> np.ndar
             "fractions, not all zero (e.g. [0.77, 0.11, 0.12]), or image counts"
         )
     if not are_counts(sizes):
+        if max(sizes) > 1:
+            raise DuiitError(
+                f"data.split={list(sizes)} mixes fractions and counts: give fractions (each "
+                "at most 1, e.g. [0.77, 0.11, 0.12]) or whole image counts (e.g. [1887, 271, 280])"
+            )
         return np.asarray(sizes, dtype=float) / sum(sizes) * n_images
     counts = [int(s) for s in sizes]
     if counts[0] == 0:
@@ -104,3 +109,50 @@ def split_cohort(
             first = False
     img_part = part[inverse]
     return Split(*(np.flatnonzero(img_part == code) for code in (0, 1, 2)))
+
+
+# What can be wrong with a split's parts: the first refuses it, the others make its numbers
+# mean less (phrases completed with the split(s) they happen in).
+NO_TEST = "leaves the test part empty in"
+NO_VAL = "leaves the validation part empty in"
+ONE_TEST_PATIENT = "puts 1 patient in the test part of"
+_CONSEQUENCE = {
+    NO_VAL: "the predictor is not chosen by validation loss (its last step is kept)",
+    ONE_TEST_PATIENT: "too few for patient-level scores and R² (2 or more)",
+}
+
+
+def part_problems(split: Split, cohort: Cohort) -> list[str]:
+    """Which of NO_TEST, NO_VAL, ONE_TEST_PATIENT a split has."""
+    found = []
+    if not len(split.test):
+        found.append(NO_TEST)
+    elif len(set(cohort.patient_ids[split.test])) == 1:
+        found.append(ONE_TEST_PATIENT)
+    if not len(split.val):
+        found.append(NO_VAL)
+    return found
+
+
+def check_parts(
+    problems: dict[str, list[int]], sizes: Sequence[float], cohort: Cohort, warn: bool = True
+) -> None:
+    """Refuse splits with no test image; warn (once, naming the splits) of the others.
+    `problems` maps each problem of `part_problems` to the splits (seeds) that have it."""
+
+    def where(seeds: list[int]) -> str:
+        return f"split{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+    if NO_TEST in problems:
+        raise DuiitError(
+            f"data.split={list(sizes)} {NO_TEST} {where(problems[NO_TEST])} of the "
+            f"{cohort.modality} cohort ({cohort.n_patients} patients); give the test part a "
+            "share, e.g. [0.77, 0.11, 0.12], or use more patients"
+        )
+    for problem, seeds in problems.items() if warn else ():
+        warnings.warn(
+            f"data.split={list(sizes)} {problem} {where(seeds)} ({cohort.modality}, "
+            f"{cohort.n_patients} patients): {_CONSEQUENCE[problem]}",
+            DuiitWarning,
+            stacklevel=2,
+        )

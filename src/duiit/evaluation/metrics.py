@@ -30,6 +30,39 @@ def classification_metrics(pred: np.ndarray, true: np.ndarray, n_classes: int) -
     return {"accuracy": float((pred == true).mean()), "macro_f1": float(np.mean(f1s))}
 
 
+def per_patient(
+    pred: np.ndarray,
+    patients: np.ndarray,
+    classes: tuple[str, ...] | None = None,
+    true: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """A patient's slice predictions combined, one row per patient (in order of appearance):
+    the mean with its spread over the slices (`prediction_sd`, sample sd; blank for one
+    slice) for regression; for classes the most frequent class index and the share of the
+    patient's slices that predict it (`agreement`). With `true`, the patient's label beside
+    it (mean, or most frequent class). The patient-level scores and `duiit predict`'s
+    per-patient table both come from here."""
+    ids = pd.Series(np.asarray(patients, dtype=str), name="patient_id")
+    frame = pd.DataFrame({"p": np.asarray(pred, float)})
+    if true is not None:
+        frame["t"] = np.asarray(true, float)
+    groups = frame.groupby(ids, sort=False)
+    out = pd.DataFrame({"slices": groups.size()})
+    if classes is None:
+        out["prediction"] = groups["p"].mean()
+        out["prediction_sd"] = groups["p"].std()
+        if true is not None:
+            out["label"] = groups["t"].mean()
+        return out.reset_index()
+    votes = groups["p"].agg(lambda v: v.value_counts().sort_index().idxmax())
+    out["prediction"] = votes.astype(int)
+    out["agreement"] = groups["p"].agg(lambda v: v.value_counts().max() / len(v))
+    if true is not None:
+        out["label"] = groups["t"].agg(lambda v: v.value_counts().sort_index().idxmax())
+        out["label"] = out["label"].astype(int)
+    return out.reset_index()
+
+
 def prediction_metrics(
     pred: np.ndarray,
     true: np.ndarray,
@@ -43,9 +76,9 @@ def prediction_metrics(
         return classification_metrics(pred, true, len(classes))
     out = regression_metrics(pred, true)
     if patients is not None:
-        per = pd.DataFrame({"p": np.asarray(pred, float), "t": np.asarray(true, float)})
-        per = per.groupby(np.asarray(patients, dtype=str), sort=False).mean()
-        out |= {f"patient_{k}": v for k, v in regression_metrics(per["p"], per["t"]).items()}
+        per = per_patient(pred, patients, true=true)
+        scores = regression_metrics(per["prediction"], per["label"])
+        out |= {f"patient_{k}": v for k, v in scores.items()}
     return out
 
 

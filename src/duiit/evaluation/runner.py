@@ -14,18 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from duiit.data import load_cohorts
 from duiit.errors import DuiitError
 from duiit.evaluation.backends import Backend, LocalPool
+from duiit.evaluation.checks import check_grid
 from duiit.evaluation.experiment import load_experiment
 from duiit.evaluation.grid import Cell, Job, Outcome, phases, plan, quality_references, unfinished
 from duiit.evaluation.ray_backend import RayCluster, RayOptions
 from duiit.evaluation.record import check_record, experiment_record
 from duiit.evaluation.results import collect
 from duiit.files import folder_lock, write_csv, write_text
+from duiit.progress import console as make_console
 from duiit.runs import check_method_fits
 from duiit.training.runtime import Runtime, barrier, distributed_job, is_main_process
 
@@ -47,6 +48,8 @@ def run_experiment(
     named in one DuiitError (runs.csv then holds the finished ones).
     """
     out = Path(out)
+    if workers < 1:
+        raise DuiitError(f"--workers {workers}: give 1 or more (runs at a time)")
     exp, cfg = load_experiment(config_path, overrides)
     with contextlib.ExitStack() as stack:
         rank, world = stack.enter_context(distributed_job())
@@ -58,6 +61,7 @@ def run_experiment(
             )
         target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
         runs = plan(exp, target, sources)
+        check_grid(exp, cfg, target, sources, runs)
         for method in exp.methods:
             check_method_fits(method, cfg)
         job = Job(exp, cfg, target, sources)
@@ -84,7 +88,7 @@ def _run_grid(
 ) -> list[Outcome]:
     """Run the unfinished cells (runs and their quality references) with one progress
     display, whichever backend runs them; returns the cells that failed."""
-    console = Console(quiet=quiet or not is_main_process())
+    console = make_console(quiet=quiet or not is_main_process())
     references = quality_references(job.exp, runs)
     cells = [*references, *runs]
     todo = unfinished(cells, out, job.exp.quality)

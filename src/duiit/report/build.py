@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import markdown
 import pandas as pd
 import yaml
 
 from duiit.errors import DuiitError
-from duiit.evaluation.results import collect
+from duiit.evaluation.results import audit, collect
 from duiit.evaluation.stats import holdout_ratio, n_sources, setting_order
 from duiit.files import read_csv, write_csv, write_text
 from duiit.report import figures
@@ -50,9 +53,15 @@ def _experiment(out: Path) -> dict:
 
 
 def _figures(
-    out: Path, results: pd.DataFrame, shown: pd.DataFrame, ours: str, metric: str
+    out: Path,
+    results: pd.DataFrame,
+    shown: pd.DataFrame,
+    ours: str,
+    metric: str,
+    damaged: set[Path],
 ) -> dict[str, Path]:
-    """The report's figures; `shown` is `results` with the constant-predictor rows."""
+    """The report's figures; `shown` is `results` with the constant-predictor rows; files in
+    `damaged` are not read."""
     figs: dict[str, Path] = {}
     fig_dir = out / "figures"
     s = summary(shown, [metric])
@@ -62,8 +71,8 @@ def _figures(
     first = results.sort_values("split").groupby(["setting", "method"]).first().reset_index()
     curves = {}
     for _, r in first[first["method"] == ours].iterrows():
-        m = read_csv(Path(r["run_dir"]) / "metrics.csv")
-        curves[r["setting"]] = m
+        if Path(r["run_dir"]) / "metrics.csv" not in damaged:
+            curves[r["setting"]] = read_csv(Path(r["run_dir"]) / "metrics.csv")
     if curves:
         figs["Learning curves (ours, first split)"] = figures.learning_curves(
             curves, fig_dir / "learning_curves.png"
@@ -72,6 +81,7 @@ def _figures(
     scatter = {}
     for method in (ours, "target_only"):
         cand = first[first["method"] == method]
+        cand = cand[~cand["run_dir"].map(lambda d: Path(d) / "test_predictions.csv" in damaged)]
         if not cand.empty:
             r = cand.sort_values("n_sources").iloc[-1]
             scatter[f"{method} ({r['setting']})"] = read_csv(
@@ -103,6 +113,8 @@ def _figures(
 
 
 def _results(out: Path) -> pd.DataFrame:
+    if not out.is_dir():
+        raise DuiitError(f"experiment folder {out} does not exist")
     results = collect(out)
     if results.empty:
         raise DuiitError(
@@ -117,7 +129,16 @@ def _split_kind(exp: dict) -> str:
     return exp.get("resolved_run", {}).get("data", {}).get("split_by", "patient") + "-level"
 
 
-def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]:
+@dataclass
+class Report:
+    """What `build_report` wrote (name -> file), and what it said about unfinished or damaged
+    runs at the top of results.md."""
+
+    files: dict[str, Path]
+    notes: list[str]
+
+
+def build_report(out: Path, beside: list[Path] | None = None) -> Report:
     """Write results.md, results.csv, figures/*.png and report.html for an experiment folder;
     `beside` adds a table of the same metric in other experiment folders (e.g. the same
     experiment with image-level splits), one column each."""
@@ -128,7 +149,15 @@ def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]
     if ours not in set(results["method"]):
         ours = results["method"].iloc[0]
     metric, lower = primary_metric(results)
-    shown = pd.concat([results, constant_rows(results)], ignore_index=True)
+    found = audit(out, results)
+    # predict the mean needs a split's test labels: from a run whose file of them is intact
+    intact = ~results["run_dir"].map(lambda d: Path(d) / "test_predictions.csv" in found.damaged)
+    constants = constant_rows(results[intact])
+    for split in sorted(set(results["split"]) - set(constants.get("split", []))):
+        found.notes.append(
+            f"predict the mean: no row for split {split} (no intact test_predictions.csv)"
+        )
+    shown = pd.concat([results, constants], ignore_index=True)
     full = summary(shown, metric_columns(shown) + ["fit_seconds"])
     write_csv(full, out / "results.csv")
     methods = list(results["method"].drop_duplicates())
@@ -170,7 +199,7 @@ def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]
                 [theirs, constant_rows(theirs)], ignore_index=True
             )
         tables[f"Beside other experiments ({metric}, mean ± std)"] = beside_table(named)
-    figs = _figures(out, results, shown, ours, metric)
+    figs = _figures(out, results, shown, ours, metric, found.damaged)
     splits = int(results["split"].nunique())
     ratio = holdout_ratio(results)
     intro = (
@@ -182,47 +211,47 @@ def build_report(out: Path, beside: list[Path] | None = None) -> dict[str, Path]
         f"differences is multiplied by 1/n + n_test/n_train (n_test/n_train = {ratio:.3g}; "
         f"with {splits} splits that is {1 + splits * ratio:.3g}x the plain paired t-test's). "
         "Wilcoxon signed-rank p beside it as a robustness check. Verdicts are decided on "
-        f"the Benjamini-Hochberg q of each table's family of tests; `*`: q < {alpha}."
+        f"the Benjamini-Hochberg q of each table's family of tests; `*`: q < {alpha}. "
+        "Empty cells: a method that uses no sources runs only in the setting without sources, "
+        "one that uses sources only in the settings with them"
+        + ("; the runs listed above are in no table." if found.notes else ".")
     )
-    md = [f"# duiit results: {out.name}\n", intro + "\n"]
+    md = [f"# duiit results: {out.name}\n"]
+    if found.notes:
+        md += ["## Unfinished or damaged runs\n", *[f"- {note}" for note in found.notes], ""]
+    md += [intro + "\n"]
     for title, df in tables.items():
         md += [f"## {title}\n", to_markdown(df)]
     md += ["## Figures\n", *[f"![{t}](figures/{p.name})\n" for t, p in figs.items()]]
-    write_text("\n".join(md), out / "results.md")
-    write_text(_html(out.name, intro, tables, figs, exp), out / "report.html")
-    return {
+    text = "\n".join(md)
+    write_text(text, out / "results.md")
+    write_text(_html(out.name, text, figs, exp), out / "report.html")
+    files = {
         "results.md": out / "results.md",
         "results.csv": out / "results.csv",
         "report.html": out / "report.html",
         **{p.name: p for p in figs.values()},
     }
+    return Report(files, found.notes)
 
 
-def _html(
-    name: str, intro: str, tables: dict[str, pd.DataFrame], figs: dict[str, Path], exp: dict
-) -> str:
-    parts = [f"<h1>duiit results: {html.escape(name)}</h1>", f"<p>{html.escape(intro)}</p>"]
-    for title, df in tables.items():
-        parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(
-            df.to_html(
-                index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, classes="t"
-            )
-            if not df.empty
-            else "<p><i>nothing to show</i></p>"
-        )
-    for title, path in figs.items():
-        parts.append(
-            f"<h2>{html.escape(title)}</h2><img src='figures/{path.name}' "
-            f"alt='{html.escape(title)}'>"
-        )
-    parts.append(
-        "<h2>Experiment</h2><pre>" + html.escape(json.dumps(exp, indent=1, default=str)) + "</pre>"
-    )
+def _data_uri(path: Path) -> str:
+    """A PNG as a data URI, so the page holds its figures."""
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _html(name: str, md: str, figs: dict[str, Path], exp: dict) -> str:
+    """results.md rendered as one self-contained page (figures embedded), to share as it is."""
+    for path in figs.values():
+        md = md.replace(f"(figures/{path.name})", f"({_data_uri(path)})")
+    parts = [
+        markdown.markdown(md, extensions=["tables"]),
+        "<h2>Experiment</h2><pre>" + html.escape(json.dumps(exp, indent=1, default=str)) + "</pre>",
+    ]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table.t{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-        "table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+        "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+        "td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
         "img{max-width:100%;border:1px solid #eee}pre{font-size:11px;background:#f7f7f7;"
         "padding:1em;overflow:auto}h2{font-size:17px;margin-top:1.6em}"
     )
