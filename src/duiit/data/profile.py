@@ -39,10 +39,24 @@ def reading(meta: pd.DataFrame) -> pd.Series:
     return meta["units"].where((meta["units"] != "display") | (meta["window"] == ""), "hu")
 
 
+def with_reading_facts(cohort: Cohort) -> pd.DataFrame:
+    """The cohort's `meta` with what loading records of each file (its size before resizing,
+    units, window, colour); a cohort built in code rather than loaded from files gets its
+    images' own size, raw units and no colour."""
+    n, (h, w) = len(cohort), cohort.images.shape[-2:]
+    defaults = {"raw_h": h, "raw_w": w, "units": "raw", "window": "", "colour": False}
+    meta = cohort.meta.copy()
+    for column, value in defaults.items():
+        if column not in meta:
+            meta[column] = [value] * n
+    return meta
+
+
 def measures(cohort: Cohort) -> pd.DataFrame:
     """The per-image measures of `MEASURES` (plus colour and reading)."""
     images = cohort.images.float().flatten(1)
-    h, w = cohort.meta["raw_h"].to_numpy(float), cohort.meta["raw_w"].to_numpy(float)
+    meta = with_reading_facts(cohort)
+    h, w = meta["raw_h"].to_numpy(float), meta["raw_w"].to_numpy(float)
     return pd.DataFrame(
         {
             "side": np.maximum(h, w),
@@ -50,8 +64,8 @@ def measures(cohort: Cohort) -> pd.DataFrame:
             "mean": images.mean(1).numpy(),
             "floor": (images <= -0.98).float().mean(1).numpy(),
             "ceiling": (images >= 0.98).float().mean(1).numpy(),
-            "colour": cohort.meta["colour"].to_numpy(bool),
-            "reading": reading(cohort.meta).to_numpy(),
+            "colour": meta["colour"].to_numpy(bool),
+            "reading": reading(meta).to_numpy(),
         }
     )
 
