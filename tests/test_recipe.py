@@ -230,6 +230,8 @@ def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes
     assert math.isfinite(result["metrics"]["mse"])
     loaded = FittedModel.load(out / "model.pt")
     assert isinstance(loaded.predictor, FeatureModel)
+    metrics = pd.read_csv(out / "metrics.csv")  # as every run folder has
+    assert {"cv_score", "val_selection"} <= set(metrics["name"])
     predictions = pd.read_csv(out / "test_predictions.csv")
     assert predictions["prediction"].std() > 0
     # classes: two age groups, logistic regression behind the same interface

@@ -32,8 +32,15 @@ from torch import nn
 
 from duiit.data.cohort import Cohort
 from duiit.files import write_text
-from duiit.methods.base import FittedModel, LabelCodec, Method, register
-from duiit.training.loop import atomic_save, load_checkpoint
+from duiit.methods.base import (
+    Batches,
+    FittedModel,
+    LabelCodec,
+    Method,
+    predictor_selection,
+    register,
+)
+from duiit.training.loop import MetricsLog, atomic_save, load_checkpoint
 
 HIST_BINS = 12
 FEATURES = [
@@ -194,6 +201,13 @@ class FeaturesRidge(Method):
         model, info = fit_feature_model(
             target_train.images, target_train.labels, target_train.patient_ids, codec
         )
+        # metrics.csv as every run has one: the fit's CV score and its validation scores
+        val = predictor_selection(model, Batches(target_val, codec, self.rt), codec, self.rt)
+        log = MetricsLog(run_dir, "classical", 0)
+        try:
+            log.log(1, {"cv_score": info["cv_score"], **{f"val_{k}": v for k, v in val.items()}})
+        finally:
+            log.close()
         atomic_save({"weights": model.state_dict(), "n_features": len(FEATURES)}, saved)
         write_text(json.dumps(info, indent=2) + "\n", run_dir / "classical.json")
         return FittedModel(model, codec)
