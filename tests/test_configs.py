@@ -11,6 +11,7 @@ import pytest
 
 from duiit.evaluation.experiment import load_experiment
 from duiit.evaluation.record import experiment_record
+from duiit.methods import get_method
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GROWS = {
@@ -22,7 +23,9 @@ GROWS = {
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_shipped_experiment_file_loads(name: str) -> None:
     exp, cfg = load_experiment(CONFIGS / name)
-    assert exp.splits >= 1 and exp.methods and cfg.train.steps > 0
+    translating = any(get_method(m).translates for m in exp.methods)
+    # a file with translators says how long they train; predictor stages take the recipe's
+    assert exp.splits >= 1 and exp.methods and (cfg.train.steps > 0 or not translating)
 
 
 @pytest.mark.parametrize("ablation, claims", sorted(GROWS.items()))
