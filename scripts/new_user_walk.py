@@ -29,7 +29,8 @@ from duiit.cli import main
 # Sizes that keep the whole walk in seconds: 32 px, the smallest networks, 4 steps.
 TINY = {
     "data": {"image_size": 32},
-    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1},
+    "predictor": {"network": "resnet10", "width": 0.25, "batch_size": 4, "steps": 4},
     "train": {"steps": 4, "batch_size": 4, "eval_every": 2, "log_every": 2, "ckpt_every": 4},
 }
 OVERRIDES = [f"{s}.{k}={v}" for s, d in TINY.items() for k, v in d.items()]

@@ -101,8 +101,10 @@ def test_config_layers_and_messages(tmp_path: Path) -> None:
     assert cfg.data.hu_window == (50.0, 100.0)
     with pytest.raises(DuiitError, match=r"train.stepz: unknown key; allowed here: .*steps"):
         load_config(overrides=["train.stepz=3"])
-    with pytest.raises(DuiitError, match=r"model.predictor: Input should be 'resnet10'"):
-        load_config(overrides=["model.predictor=vgg"])
+    with pytest.raises(DuiitError, match=r"predictor.network: Input should be 'resnet10'"):
+        load_config(overrides=["predictor.network=vgg"])
+    with pytest.raises(DuiitError, match=r"model.predictor: moved to predictor.network"):
+        load_config(overrides=["model.predictor=resnet18"])
     with pytest.raises(DuiitError, match="unknown preset 'fast'; choose one of: cpu-demo"):
         load_config(preset="fast")
     assert load_config(overrides=["train.compile=off"]).train.compile == "off"
