@@ -35,7 +35,8 @@ from duiit.evaluation.runner import run_experiment
 
 RUN = {
     "data": {"image_size": 32},
-    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1},
+    "predictor": {"network": "resnet10", "width": 0.25},
     "train": {"steps": 8, "batch_size": 4, "eval_every": 4, "ckpt_every": 4, "precision": "fp32"},
 }
 

@@ -97,7 +97,7 @@ def estimate(args: argparse.Namespace, cohort_dir: Path, scratch: Path) -> None:
         f"({len(grid) // args.splits} per split x {args.splits} splits), preset "
         f"{args.preset}, {args.size} px, batch {t.batch_size}, "
         f"{'steps ' + str(t.steps) if t.steps else f'{t.epochs} epochs'}, "
-        f"predictor {cfg.model.predictor}, ngf {cfg.model.ngf}"
+        f"predictor {cfg.predictor.network}, ngf {cfg.model.ngf}"
     )
     first_cell = grid[0]  # warm-up: the first run in a process pays for caches
     warm = cfg.model_copy(deep=True)

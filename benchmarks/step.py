@@ -222,8 +222,8 @@ def main() -> None:
     p.add_argument(
         "--run",
         nargs="*",
-        default=["model.ngf=64", "model.predictor=resnet18"],
-        help="run overrides (default: model.ngf=64 model.predictor=resnet18)",
+        default=["model.ngf=64", "predictor.network=resnet18"],
+        help="run overrides (default: model.ngf=64 predictor.network=resnet18)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -247,10 +247,10 @@ def main() -> None:
         name = f"CPU x{torch.get_num_threads()} threads, native bf16: {cpu_bf16_units() or 'none'}"
     peak = next((v for k, v in PEAKS.items() if k in name), None)
     fast_note = Runtime.create(args.device, "auto").precision_note
-    base = load_config(overrides=args.run, preset=args.preset).model
+    base = load_config(overrides=args.run, preset=args.preset)
     print(
-        f"device: {name}; torch {torch.__version__}; ngf {base.ngf}; "
-        f"predictor {base.predictor} x{base.width}"
+        f"device: {name}; torch {torch.__version__}; ngf {base.model.ngf}; "
+        f"predictor {base.predictor.network} x{base.predictor.width}"
     )
     print(f"fast path precision: {fast_note}")
     print("command: " + " ".join(["python", *sys.argv]))

@@ -4,12 +4,20 @@ predictor of a joint DUIIT task (OUT.predictor-<r>).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
+
+Or, with `loop`, a joint DUIIT task through the loop core in RUN_DIR (resumed from its
+checkpoint if it has one); CRASH_AT >= 0 makes every rank raise in that step, as a crash
+would. Each rank that finishes saves its modules' state (parameters and buffers) to
+RUN_DIR/rank<r>.pt.
+
+torchrun --nproc-per-node 2 tests/ddp_worker.py loop RUN_DIR CRASH_AT
 """
 
 from __future__ import annotations
 
 import glob
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,13 +26,27 @@ from helpers import noise_cohort
 from duiit.config import load_config
 from duiit.methods.base import LabelCodec
 from duiit.methods.duiit import TranslationTask
+from duiit.training.loop import LoopSettings, run_loop
 from duiit.training.runtime import Runtime, distributed_job, seed_everything
 
+SMALL = [
+    "data.image_size=32",
+    "model.ngf=4",
+    "model.ndf=4",
+    "model.n_blocks=1",
+    "train.precision=fp32",  # bf16 rounds differently at batch 2 and 4
+    "train.compile=off",  # on a GPU: each rank would compile for a minute
+    "predictor.network=resnet10",
+    "predictor.width=0.25",
+    "predictor.batch_size=2",
+    "predictor.augment=[]",
+]
 
-def main(out: str, batch: int) -> None:
+
+def main(job: Callable[[], None]) -> None:
     torch.set_num_threads(1)
     with distributed_job():  # leaves the process group at the end, as duiit's jobs do
-        train_and_save(out, batch)
+        job()
     left = [name for name in native_threads() if "gloo" in name]
     if left:  # they would run into interpreter shutdown, where they can abort the process
         sys.exit(f"gloo threads outlived the process group: {left}")
@@ -36,18 +58,7 @@ def native_threads() -> list[str]:
 
 
 def train_and_save(out: str, batch: int) -> None:
-    cfg = load_config(
-        overrides=[
-            "data.image_size=32",
-            "model.ngf=4",
-            "model.ndf=4",
-            "model.n_blocks=1",
-            f"train.batch_size={batch}",
-            "train.pool_size=0",
-            "train.precision=fp32",  # bf16 rounds differently at batch 2 and 4
-            "train.compile=off",  # on a GPU: each rank would compile for a minute
-        ]
-    )
+    cfg = load_config(overrides=[*SMALL, f"train.batch_size={batch}", "train.pool_size=0"])
     rt = Runtime.from_config(cfg.train)
     target, source = noise_cohort("CT", 1), noise_cohort("MRI", 2)
     init, trained = {}, {}
@@ -85,5 +96,36 @@ def train_and_save(out: str, batch: int) -> None:
     torch.save({"init": before, "predictor": after}, f"{out}.predictor-{rt.rank}")
 
 
+def loop_and_save(run_dir: Path, crash_at: int) -> None:
+    """6 steps of joint DUIIT with CycleGAN (pools of 2 past fakes, per rank) and a ResNet-10
+    predictor (BatchNorm: running statistics in buffers), validated and checkpointed every 2
+    steps."""
+    cfg = load_config(
+        overrides=[*SMALL, "predictor.norm=batch"]  # buffers to keep equal
+        + ["train.batch_size=2", "train.pool_size=2"]
+    )
+    rt = Runtime.from_config(cfg.train)
+    target, source = noise_cohort("CT", 1), noise_cohort("MRI", 2)
+    seed_everything(0)
+    task = TranslationTask(
+        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
+    )
+    step = task.train_step
+
+    def train_step(n: int) -> dict[str, torch.Tensor]:
+        if n == crash_at:
+            raise RuntimeError(f"crashed in step {n}")
+        return step(n)
+
+    task.train_step = train_step  # type: ignore[method-assign]
+    settings = LoopSettings("duiit", 6, log_every=2, eval_every=2, ckpt_every=2, quiet=True)
+    run_loop(task, run_dir, settings, rt)
+    state = {k: m.state_dict() for k, m in task.modules().items()}
+    torch.save(state, run_dir / f"rank{rt.rank}.pt")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    if sys.argv[1] == "loop":
+        main(lambda: loop_and_save(Path(sys.argv[2]), int(sys.argv[3])))
+    else:
+        main(lambda: train_and_save(sys.argv[1], int(sys.argv[2])))

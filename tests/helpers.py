@@ -101,21 +101,31 @@ def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
     )
 
 
+# On PYTHONPATH, this folder makes every Python process started with it fail a run whose
+# folder holds a file named FAULT, with its text (tests/faults/sitecustomize.py; not imported
+# here, which would install it in the test process too).
+FAULTS = Path(__file__).with_name("faults")
+FAULT = "FAULT"
+
+
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.
 TINY = [
     "data.image_size=32",
     "model.ngf=8",
     "model.ndf=8",
     "model.n_blocks=2",
-    "model.predictor=resnet10",
-    "model.width=0.5",
+    "predictor.network=resnet10",
+    "predictor.width=0.5",
+    "predictor.batch_size=4",
+    "predictor.steps=8",
 ]
 
 
 # The run settings of the tiny experiments: one residual block, a quarter-width ResNet-10.
 TINY_RUN = {
     "data": {"image_size": 32},
-    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1, "predictor": "resnet10", "width": 0.25},
+    "model": {"ngf": 8, "ndf": 8, "n_blocks": 1},
+    "predictor": {"network": "resnet10", "width": 0.25, "batch_size": 4, "steps": 6},
     "train": {
         "steps": 6,
         "batch_size": 4,
@@ -207,3 +217,25 @@ def identical_ranks(monkeypatch: pytest.MonkeyPatch, device: torch.device, world
         t.mul_(world)
 
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from duiit.files import folder_lock
+with folder_lock(Path(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold(folder: Path, what: str) -> subprocess.Popen:
+    """Another process holding `folder`'s lock until killed (returns once it holds it)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), what],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc

@@ -98,9 +98,10 @@ class LocalCluster:
     temps: list[Path]  # the nodes' temporary folders (sockets, logs), removed at the end
 
 
-def start_cluster(root: Path) -> LocalCluster:
+def start_cluster(root: Path, env: dict[str, str] | None = None) -> LocalCluster:
     """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1, each with a temporary folder of
-    its own (short: Ray's socket paths must stay under 108 bytes), `NODE_ENV` set."""
+    its own (short: Ray's socket paths must stay under 108 bytes), `NODE_ENV` and `env` set
+    (their workers inherit it)."""
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0"]
@@ -120,7 +121,7 @@ def start_cluster(root: Path) -> LocalCluster:
                 [*map(str, cmd), f"--temp-dir={temps[-1]}"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, **NODE_ENV},
+                env={**os.environ, **NODE_ENV, **(env or {})},
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )

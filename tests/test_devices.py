@@ -20,6 +20,7 @@ from torch import nn
 from duiit.config import load_config
 from duiit.evaluation.experiment import QualityConfig
 from duiit.evaluation.quality import PredictorFeatures, fid, score_run
+from duiit.files import write_json
 from duiit.methods import REGISTRY, get_method
 from duiit.methods.base import FittedModel, LabelCodec
 from duiit.methods.duiit import TranslationTask
@@ -176,8 +177,6 @@ def test_quality_scoring_runs_on_the_run_device(tmp_path: Path) -> None:
     model = FittedModel(
         Predictor("resnet10", codec.out_dim, width=0.25),
         codec,
-        "resnet10",
-        0.25,
         {"MRI": ResnetGenerator(ngf=8, n_blocks=2)},
         {"ngf": 8, "n_blocks": 2},
     )
@@ -187,6 +186,7 @@ def test_quality_scoring_runs_on_the_run_device(tmp_path: Path) -> None:
         run_dir = tmp_path / device.replace(":", "")
         run_dir.mkdir()
         model.save(run_dir / "model.pt")
+        write_json({"split_seed": 0}, run_dir / "result.json")  # the reference's, its split
         cfg = load_config(overrides=[*TINY, f"train.device={device}", "train.precision=fp32"])
         with on_fake_device():
             scores[device] = score_run(run_dir, run_dir, target, [source], quality, cfg)

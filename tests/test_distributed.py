@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from helpers import TINY, torchrun
 
+from duiit.training.loop import load_checkpoint
+
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
@@ -40,6 +42,37 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
     for k, v in ranks[0]["predictor"].items():  # each rank saw other images: only the
         assert torch.allclose(v, ranks[1]["predictor"][k], atol=1e-6), k  # all-reduce agrees
     assert any(not torch.equal(v, ranks[0]["init"][k]) for k, v in ranks[0]["predictor"].items())
+
+
+def test_processes_validate_equal_buffers_and_each_resumes_its_own_pools(tmp_path: Path) -> None:
+    """Joint DUIIT (BatchNorm in the predictor, per-rank pools of past fakes) through the loop
+    core on 2 processes. Uninterrupted: the ranks end with equal parameters and equal
+    buffers (running statistics), which each would otherwise gather from its own half batch.
+    Crashed after the checkpoint of step 2 and resumed: the same networks to the last bit,
+    which needs every rank to resume its own pools and random state."""
+
+    def loop(run: str, crash_at: int) -> subprocess.CompletedProcess[str]:
+        return torchrun(str(WORKER), "loop", str(tmp_path / run), str(crash_at))
+
+    res = loop("whole", -1)
+    assert res.returncode == 0, res.stderr
+    whole = [torch.load(tmp_path / "whole" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    buffers = [k for k in whole[0]["predictor"] if "running_" in k]
+    assert buffers and any(whole[0]["predictor"][k].abs().sum() > 0 for k in buffers)
+    for module, state in whole[0].items():
+        for k, v in state.items():
+            assert torch.equal(v, whole[1][module][k]), (module, k)
+    res = loop("resumed", 3)
+    assert res.returncode != 0 and "crashed in step 3" in res.stderr
+    last = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "duiit-last.pt")
+    assert last["step"] == 2 and len(last["other_ranks"]) == 1
+    res = loop("resumed", -1)
+    assert res.returncode == 0, res.stderr
+    for r in (0, 1):
+        resumed = torch.load(tmp_path / "resumed" / f"rank{r}.pt", weights_only=True)
+        for module, state in whole[r].items():
+            for k, v in state.items():
+                assert torch.equal(v, resumed[module][k]), (r, module, k)
 
 
 def test_torchrun_train_end_to_end(phantom_dir: Path, tmp_path: Path) -> None:

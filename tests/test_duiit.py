@@ -15,13 +15,14 @@ from helpers import TINY as BASE
 from duiit import runs
 from duiit.config import Config, load_config
 from duiit.data import load_cohorts, split_cohort
-from duiit.methods.base import LabelCodec, translate
-from duiit.methods.duiit import TranslationTask, histogram_distance, scale_grad
+from duiit.methods.base import LabelCodec, scale_grad, translate
+from duiit.methods.duiit import TranslationTask, histogram_distance
 from duiit.models import Predictor
 from duiit.training.loop import load_checkpoint
 from duiit.training.runtime import Runtime, seed_everything
 
-TINY = [*BASE, "train.batch_size=8"]
+# The maths tests compare gradients of repeated calls: no random augmentation in them.
+TINY = [*BASE, "train.batch_size=8", "predictor.augment=[]"]
 
 
 def tiny_config(*extra: str) -> Config:
@@ -57,12 +58,23 @@ def batch(task: TranslationTask):
     return x, rx, {m: s.sample(gen, 4) for m, s in task.sources.items()}
 
 
-def test_scale_grad_is_identity_forward_and_scales_backward() -> None:
-    x = torch.randn(5, requires_grad=True)
-    y = scale_grad(x, 0.25)
+@pytest.mark.parametrize("factor", [0.0, 0.2, 1.96, 19.6, -0.7])
+def test_scale_grad_is_exactly_the_identity_forward_and_scales_backward_in_bf16(
+    factor: float,
+) -> None:
+    """G's output under bf16 autocast (bf16) goes through unchanged to the last bit, at a
+    factor below 1 (lambda * std² of the ablation's lambda = 1e-3), above 1 and negative
+    (DANN's reversal); the gradient is exactly the factor times the incoming one."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.tanh(conv(torch.randn(4, 1, 16, 16))).detach().requires_grad_()
+        y = scale_grad(x, factor)
+    assert x.dtype == y.dtype == torch.bfloat16
     assert torch.equal(y, x)
-    y.sum().backward()
-    assert torch.allclose(x.grad, torch.full((5,), 0.25))
+    incoming = torch.randn_like(y)
+    y.backward(incoming)
+    assert torch.equal(x.grad, incoming * factor)
 
 
 def stepped_grads(task: TranslationTask, batch_) -> dict[str, torch.Tensor]:
@@ -118,14 +130,67 @@ def test_generator_gets_lambda_times_the_gradient_of_the_mse_in_years(
     coupled = stepped_grads(task, data)
     task.cfg.train.lambda_pred = 0.0
     uncoupled = stepped_grads(task, data)
-    x, rx, ys = data
+    _, _, ys = data
     (y, ry), codec = ys["MRI"], task.codec
-    years = codec.decode(task.predictor(torch.cat([x, task.translator.nets.G["MRI"](y)])))
-    mse_years = F.mse_loss(years, codec.decode(torch.cat([rx, ry])))
+    years = codec.decode(task.predictor(task.translator.nets.G["MRI"](y)))
+    mse_years = F.mse_loss(years, codec.decode(ry))  # the translated images' own mean
     assert codec.std > 5  # ages: years² and standardised units differ by far more than 1e-3
     expected = grad_of(mse_years, task)
     assert expected and all(n.startswith("G.") for n in expected)  # F, H never see L_pred
     assert_difference(coupled, uncoupled, expected, lam)
+
+
+def test_each_source_gets_lambda_of_its_own_mean_and_the_predictor_its_recipe_loss(
+    cohorts,
+) -> None:
+    """With two sources, each generator's task gradient is lambda times that of its own
+    translations' mean MSE (the paper sums an expectation per domain: no 1/(1+S) share),
+    the predictor's gradient is its recipe loss (L1 here) on real and translated images,
+    and the translations the predictor scores are exactly G's output (no rescaling trick)."""
+    target, (mri,) = cohorts
+    pet = mri.subset(range(len(mri)))
+    pet.modality = "PET"
+    pet.patient_ids = np.array([f"pet-{p}" for p in pet.patient_ids], dtype=object)
+    lam = 1e-2
+    task = make_task(
+        (target, [mri, pet]),
+        f"train.lambda_pred={lam}",
+        "train.precision=fp32",
+        "predictor.loss=l1",
+    )
+    data = batch(task)
+    coupled = stepped_grads(task, data)
+    task.cfg.train.lambda_pred = 0.0
+    uncoupled = stepped_grads(task, data)
+    x, rx, ys = data
+    codec, nets = task.codec, task.translator.nets
+    expected = {}
+    for m, (y, ry) in ys.items():
+        years = codec.decode(task.predictor(nets.G[m](y)))
+        expected.update(grad_of(F.mse_loss(years, codec.decode(ry)), task))
+    assert any(n.startswith("G.MRI") for n in expected) and any(
+        n.startswith("G.PET") for n in expected
+    )
+    assert_difference(coupled, uncoupled, expected, lam)
+    losses, out = task.generator_losses(*data)
+    fakes = torch.cat([out.fakes["MRI"], out.fakes["PET"]]).detach()
+    p_loss = F.l1_loss(
+        task.predictor(torch.cat([x, fakes])), torch.cat([rx, ys["MRI"][1], ys["PET"][1]])
+    )
+    torch.testing.assert_close(losses["pred"], p_loss)
+
+
+def test_the_joint_predictor_learns_from_its_own_batch_of_real_images(cohorts) -> None:
+    """The recipe's batch in the joint loop: P sees predictor.batch_size real target images
+    (augmented) and the translator's batch of translations of each source, while the
+    translator keeps its own (smaller) batch."""
+    task = make_task(cohorts, "predictor.batch_size=12", "predictor.augment=[flip]")
+    seen: list[int] = []
+    task.predictor.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    task.train_step(0)
+    n = task.cfg.train.batch_size
+    assert seen[0] == 12 + n  # real images for P, then n translations of MRI
+    assert seen[1:] == [n]  # G's task term: the translations alone
 
 
 def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
@@ -145,6 +210,8 @@ def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
 
 @pytest.mark.parametrize("translator", TRANSLATORS)
 def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> None:
+    """In float64: CUT's step gradient (xavier-initialised, hence tiny, features through an
+    L2 normalisation) is up to 1e6 times this term's, whose share fp32 would round away."""
     frozen = Predictor("resnet10", 1, width=0.5)
     task = make_task(
         cohorts,
@@ -152,9 +219,11 @@ def test_cycada_semantic_loss_weighs_lambda_sem(cohorts, translator: str) -> Non
         "train.precision=fp32",
         f"model.translator={translator}",
         coupling="frozen",
-        frozen=frozen,
+        frozen=frozen.double(),
     )
-    data = batch(task)
+    task.translator.nets.double()
+    x, rx, ys = batch(task)
+    data = (x.double(), rx, {m: (y.double(), r) for m, (y, r) in ys.items()})
     with_sem = stepped_grads(task, data)
     task.cfg.train.lambda_sem = 0.0
     without = stepped_grads(task, data)
@@ -235,15 +304,20 @@ def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> 
 @pytest.mark.parametrize(
     ("translator", "terms", "d_terms"),
     [
-        ("cyclegan", ("adv_G", "adv_F", "cyc", "pred"), ("D_t", "D_s")),
-        ("cut", ("adv_G", "nce", "nce_idt", "pred"), ("D_t",)),
+        ("cyclegan", ("adv_G", "adv_F", "cyc", "pred", "task"), ("D_t", "D_s")),
+        ("cut", ("adv_G", "nce", "nce_idt", "pred", "task"), ("D_t",)),
     ],
 )
 def test_one_step_lowers_every_loss_term_on_a_fixed_batch(
     cohorts, translator: str, terms: tuple[str, ...], d_terms: tuple[str, ...]
 ) -> None:
     task = make_task(
-        cohorts, "train.pool_size=0", "train.lambda_pred=0.01", f"model.translator={translator}"
+        cohorts,
+        "train.pool_size=0",
+        "train.lambda_pred=0.01",
+        f"model.translator={translator}",
+        "predictor.lr=0.0002",  # one small step: the recipe's peak rate overshoots at once
+        "predictor.loss=mse",  # what G's task term lowers too
     )
     x, rx, ys = batch(task)
     images = {m: y for m, (y, _) in ys.items()}

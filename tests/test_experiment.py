@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from helpers import TINY_RUN, make_cohort
 
-from duiit.data import load_cohorts
+from duiit.data import load_cohorts, split_cohort
 from duiit.errors import DuiitError
 from duiit.evaluation import quality
 from duiit.evaluation.experiment import ALL_METHODS, load_experiment
@@ -84,7 +85,7 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
     # claim, tested once), 7 baselines x 3, FID x 4 (setting, source)
     assert len(claims) == 3 + 2 + 21 + 4 and claims["q (BH)"].between(0, 1).all()
     csv = pd.read_csv(sweep / "out" / "results.csv")
-    assert len(csv) == 4 + 5 * 3 + 1 and (csv["splits"] == 2).all()
+    assert len(csv) == 4 + 5 * 3 + 2 and (csv["splits"] == 2).all()
     mean = csv.set_index("method").loc["predict the mean"]  # MSE = the test labels' variance
     labels = [
         pd.read_csv(p)["label"]
@@ -92,6 +93,8 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
     ]
     assert mean["mse_mean"] == pytest.approx(sum(v.var(ddof=0) for v in labels) / 2)
     assert mean["r2_mean"] == pytest.approx(0.0, abs=1e-12)
+    # a constant at the training labels' mean misses the test mean: a larger error
+    assert csv.set_index("method").loc["predict the training mean", "mse_mean"] > mean["mse_mean"]
     assert {"patient_mse_mean", "patient_r2_mean", "mae_mean"} <= set(csv.columns)
     html = (sweep / "out" / "report.html").read_text()
     for name in (
@@ -192,7 +195,9 @@ def test_split_features_are_computed_once_and_score_as_each_run_did(
 ) -> None:
     """The quality reference's features of the real target images, and the raw source's
     task FID, are computed once per split (by the reference's cell), and every translating
-    run's quality.json holds exactly the numbers of computing them per run, as runs did."""
+    run's quality.json holds exactly the numbers of computing them per run, as runs did.
+    The real images are the split's validation and test patients' (2 of the 6 CT images
+    here), never its training patients', whose images the translators learnt as real."""
     make_cohort(tmp_path)
     spec = tmp_path / "exp.yaml"
     spec.write_text(
@@ -220,6 +225,11 @@ def test_split_features_are_computed_once_and_score_as_each_run_did(
     assert len(computed) == 1  # one split, two translating runs
     exp, cfg = load_experiment(spec)
     target, [mri] = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
+    split = split_cohort(target, cfg.data.split, seed=0)
+    real = target.subset(np.concatenate([split.val, split.test])).images
+    assert len(real) == 2
+    parts = pd.read_csv(out / "references" / "split-00" / "split.csv")["part"]
+    assert torch.equal(real, target.images[np.flatnonzero(parts.isin(["val", "test"]))])
     rt = Runtime.from_config(cfg.train)
     ref = FittedModel.load(out / "references" / "split-00" / "model.pt")
     features = PredictorFeatures(ref.predictor.to(rt.device))
@@ -229,8 +239,8 @@ def test_split_features_are_computed_once_and_score_as_each_run_did(
     for run in runs:
         fake = translate(FittedModel.load(run / "model.pt").translators["MRI"], sample.images, rt)
         per_run = {
-            "task_fid_MRI": fid(target.images, fake, features),
-            "task_fid_raw_MRI": fid(target.images, sample.images, features),
+            "task_fid_MRI": fid(real, fake, features),
+            "task_fid_raw_MRI": fid(real, sample.images, features),
             "consistency_MRI": float(((ref.predict(fake, rt) - sample.labels.numpy()) ** 2).mean()),
         }
         scored = read_json(run / "quality.json")

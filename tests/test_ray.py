@@ -27,9 +27,20 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import TINY_RUN, CliResult, assert_one_line_error, cli, make_cohort, temp_files
+from helpers import (
+    FAULT,
+    FAULTS,
+    TINY_RUN,
+    CliResult,
+    assert_one_line_error,
+    cli,
+    hold,
+    make_cohort,
+    temp_files,
+)
 from ray_cluster import LocalCluster, alive, start_cluster, stop_cluster, wait_for, wait_until_up
 
+from duiit.evaluation.grid import ERROR_FILE
 from duiit.training.loop import load_checkpoint
 
 pytest.importorskip("ray", reason="the `ray` extra (pip install 'duiit[ray]'; make test has it)")
@@ -64,7 +75,8 @@ DEADLINE = 300  # seconds for one command, or one wait, on this loaded 2-core ma
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_AUTH_MODE", "disabled")  # drivers of this module: as the cluster
-        started = start_cluster(tmp_path_factory.mktemp("cluster"))
+        # Its workers can be made to fail a run (a file FAULT in its folder): tests/faults.
+        started = start_cluster(tmp_path_factory.mktemp("cluster"), {"PYTHONPATH": str(FAULTS)})
         try:
             wait_until_up(started, DEADLINE)
             yield started
@@ -309,6 +321,56 @@ def test_a_run_failing_on_bad_input_fails_once_and_the_others_finish(
     assert list(runs["method"]) == ["target_only"]
     assert (out / "references" / "split-00" / "result.json").exists()
     assert not (out / VICTIM / "result.json").exists()
+
+
+def test_a_run_raising_a_fault_fails_once_and_the_others_finish(
+    cluster: LocalCluster, spec: Path, tmp_path: Path
+) -> None:
+    """A run raising RuntimeError('CUDA out of memory ...') in its Ray worker (tests/faults):
+    that run fails with its type and message, is not retried, and the grid finishes
+    without it; the command then exits with status 2, naming it."""
+    out = tmp_path / "exp"
+    (out / VICTIM).mkdir(parents=True)
+    (out / VICTIM / FAULT).write_text("CUDA out of memory. Tried to allocate 2.00 GiB")
+    res = on_ray(cluster, spec, out)
+    assert_one_line_error(
+        res,
+        "1 run(s) failed, the others of the 2 finished",
+        f"({VICTIM}: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (traceback",
+    )
+    assert res.out.count("failed: ") == 1
+    assert "raise RuntimeError" in (out / VICTIM / ERROR_FILE).read_text()
+    assert list(pd.read_csv(out / "runs.csv")["method"]) == ["target_only"]
+
+
+def test_a_run_waits_for_the_lock_a_lost_worker_left_on_its_folder(
+    cluster: LocalCluster, spec: Path, local: tuple[Path, CliResult], tmp_path: Path
+) -> None:
+    """As when Ray retries a run whose node died, and the shared file system still holds
+    the dead worker's lock on the run folder until that machine's lease ends: here another
+    process holds it, and ends once the other runs have finished. The run waits for it
+    instead of failing as "in use", then trains as the uninterrupted run."""
+    out = tmp_path / "exp"
+    (out / VICTIM).mkdir(parents=True)
+    holder = hold(out / VICTIM, "run folder")
+
+    def release_when_the_others_finished() -> None:
+        others = [out / "references" / "split-00", out / "runs/PURE-CT/target_only/split-00"]
+        wait_for(
+            "the other runs", lambda: all((r / "result.json").exists() for r in others), DEADLINE
+        )
+        assert not (out / VICTIM / "config.yaml").exists()  # the run has not started
+        holder.kill()
+
+    released = in_background(release_when_the_others_finished)
+    try:
+        res = on_ray(cluster, spec, out)
+        released()
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert res.code == 0, res.err
+    same_run(out / VICTIM, local[0] / VICTIM)
 
 
 def test_a_folder_a_node_cannot_see_is_refused(

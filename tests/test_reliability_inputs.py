@@ -433,7 +433,7 @@ EXPERIMENT_CASES = [
     ),
     Case(
         "unknown key in run",
-        ("run: unknown key 'colour'; allowed here: data, model",),
+        ("run: unknown key 'colour'; allowed here: data, model, predictor, train",),
         _exp(run={"colour": "red"}),
     ),
     Case(

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +25,21 @@ import pytest
 import torch
 import typer
 import yaml
-from helpers import TINY, assert_one_line_error, cli, make_cohort, snapshot, temp_files
+from helpers import (
+    FAULT,
+    FAULTS,
+    TINY,
+    assert_one_line_error,
+    cli,
+    hold,
+    make_cohort,
+    snapshot,
+    temp_files,
+)
 
 from duiit import cli as duiit_cli
 from duiit.errors import DuiitError, DuiitWarning
+from duiit.evaluation.grid import ERROR_FILE
 from duiit.files import LOCK_NAME, atomic_path, folder_lock
 from duiit.training.loop import load_checkpoint
 
@@ -70,7 +83,7 @@ EXPERIMENT = {
     "quality": {"max_images": 4},
 }
 RUN_MODEL = ["run.model.ngf=8", "run.model.ndf=8", "run.model.n_blocks=1"]
-RUN_MODEL += ["run.model.predictor=resnet10", "run.model.width=0.25"]
+RUN_MODEL += ["run.predictor.network=resnet10", "run.predictor.width=0.25"]
 
 
 def write_experiment(data: Path, name: str = "e.yaml", **changes: object) -> Path:
@@ -343,28 +356,6 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ locks and temp names
 
 
-HOLD = """
-import sys
-from pathlib import Path
-from duiit.files import folder_lock
-with folder_lock(Path(sys.argv[1]), sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-def hold(folder: Path, what: str) -> subprocess.Popen:
-    """Another process holding `folder`'s lock until killed (returns once it holds it)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(folder), what],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
 def test_experiment_in_use_is_refused_and_a_killed_holder_does_not_block(
     finished_experiment: Path, data: Path
 ) -> None:
@@ -423,6 +414,36 @@ def test_two_experiments_at_once_on_one_folder(data: Path, tmp_path: Path) -> No
     metrics = pd.read_csv(Path(runs["run_dir"].iloc[0]) / "metrics.csv")
     assert not metrics.duplicated(["stage", "step", "name"]).any()
     assert not temp_files(tmp_path) and not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_lock_waited_for_is_taken_when_its_holder_ends_or_named_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    """`folder_lock(wait=...)`, which a run that Ray retries uses: a holder still there after
+    the wait is named, with how to release the lock of a machine that died; one that ends
+    during the wait hands the lock over."""
+    holder = hold(tmp_path, "run folder")
+    try:
+        start = time.monotonic()
+        with (
+            pytest.raises(DuiitError) as refused,
+            folder_lock(tmp_path, "run folder", wait=1.0),
+        ):
+            pass
+        assert time.monotonic() - start >= 1.0
+        assert str(refused.value).startswith(
+            f"run folder {tmp_path} is still in use by pid {holder.pid} on {socket.gethostname()}"
+        )
+        assert "after 1s of waiting; if that process is gone (its machine died" in str(
+            refused.value
+        )
+        assert f"delete {tmp_path / LOCK_NAME} and run the same command again" in str(refused.value)
+        threading.Timer(1.0, holder.kill).start()
+        with folder_lock(tmp_path, "run folder", wait=60):
+            assert str(os.getpid()) in (tmp_path / LOCK_NAME).read_text()
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
 
 
 def test_a_stale_lock_file_is_taken_over(tmp_path: Path) -> None:
@@ -550,6 +571,34 @@ def test_a_run_failing_on_bad_input_does_not_stop_the_others(data: Path, tmp_pat
     assert (victim / "quality.json").exists()
     after = (out / "runs" / "PURE-CT" / "target_only" / "split-00" / "result.json").stat()
     assert after.st_mtime_ns == done.st_mtime_ns
+
+
+def test_a_run_raising_a_fault_does_not_stop_the_others(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of the two worker processes raises RuntimeError('CUDA out of memory ...') (not
+    bad input: tests/faults raises it in the worker): that run fails with its type and
+    message and a traceback file, the others finish, the command exits 2 naming it; once
+    the fault is gone, the same command runs only that run, and its traceback file goes."""
+    out = tmp_path / "exp"
+    victim = out / "runs" / "MIX-CT-MRI" / "duiit" / "split-00"
+    victim.mkdir(parents=True)
+    (victim / FAULT).write_text("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setenv("PYTHONPATH", str(FAULTS))  # for the spawned worker processes
+    res = experiment(write_experiment(data), out, "--workers", "2")
+    assert_one_line_error(
+        res,
+        "1 run(s) failed, the others of the 2 finished",
+        "(runs/MIX-CT-MRI/duiit/split-00: RuntimeError: CUDA out of memory. Tried to allocate "
+        f"2.00 GiB (traceback in {victim / ERROR_FILE}))",
+    )
+    assert "raise RuntimeError" in (victim / ERROR_FILE).read_text()
+    assert list(pd.read_csv(out / "runs.csv")["method"]) == ["target_only"]
+    (victim / FAULT).unlink()
+    res = experiment(write_experiment(data), out, "--workers", "2")
+    assert res.code == 0, res.err
+    assert sorted(pd.read_csv(out / "runs.csv")["method"]) == ["duiit", "target_only"]
+    assert not (victim / ERROR_FILE).exists()
 
 
 # ------------------------------------------------------------------ report

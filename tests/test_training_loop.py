@@ -18,6 +18,7 @@ from torch import nn
 
 from duiit.errors import DuiitError
 from duiit.training.loop import LoopSettings, linear_decay, load_checkpoint, run_loop
+from duiit.training.runtime import Runtime
 
 TINY = [*BASE, "train.batch_size=4"]
 
@@ -106,6 +107,9 @@ class ToyTask:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"sgd": self.opt}
 
+    def lr_factors(self, steps: int) -> dict:
+        return {}  # the stage's linear decay
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         loss = ((self.model(self.x) - self.y) ** 2).mean()
         if step == self.nan_at:
@@ -162,12 +166,13 @@ class TwoModuleTask(ToyTask):
     """A 'translator' and a 'predictor' that count their steps in their weights, and a
     validation curve whose best step is not the last: only the predictor is selected."""
 
-    def __init__(self, curve: list[float]) -> None:
+    def __init__(self, curve: list[float], crash_at: int | None = None) -> None:
         super().__init__()
         self.translator, self.predictor = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
         for m in (self.translator, self.predictor):
             nn.init.zeros_(m.weight)
         self.curve = iter(curve)
+        self.crash_at = crash_at
 
     def modules(self) -> dict[str, nn.Module]:
         return {"translator": self.translator, "predictor": self.predictor}
@@ -175,7 +180,12 @@ class TwoModuleTask(ToyTask):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}
 
+    def lr_factors(self, steps: int) -> dict:
+        return {}
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        if step == self.crash_at:
+            raise RuntimeError(f"crashed in step {step}")
         with torch.no_grad():
             for m in (self.translator, self.predictor):
                 m.weight += 1.0
@@ -201,6 +211,65 @@ def test_validation_selects_the_predictor_and_translators_keep_their_last_step(
     again = TwoModuleTask([])
     run_loop(again, tmp_path, s)
     assert again.predictor.weight.item() == 2.0 and again.translator.weight.item() == 4.0
+
+
+# Validated every step, a checkpoint every 4: the first run's best is step 5, after the
+# checkpoint of step 4, whose best is step 4; the run crashes in step 6.
+CRASHING = LoopSettings(stage="toy", steps=8, log_every=1, eval_every=1, ckpt_every=4, quiet=True)
+
+
+def crash_after_a_best_save(tmp_path: Path, crash_at: int = 5) -> tuple[Path, Path]:
+    """The first run, up to its crash; returns its last and best checkpoints."""
+    with pytest.raises(RuntimeError, match="crashed in step"):
+        run_loop(TwoModuleTask([5.0, 4.0, 3.0, 2.0, 1.0], crash_at=crash_at), tmp_path, CRASHING)
+    return tmp_path / "checkpoints" / "toy-last.pt", tmp_path / "checkpoints" / "toy-best.pt"
+
+
+def test_a_run_resumed_after_a_crash_ends_with_its_own_best_not_the_discarded_one(
+    tmp_path: Path,
+) -> None:
+    """The resumed run validates worse than step 4 (3.0 against 2.0): its best stays step 4,
+    and it ends with the predictor of step 4, not that of step 5, which the crashed run saved
+    in best.pt before it was discarded; best.pt is made to match."""
+    last, best = crash_after_a_best_save(tmp_path)
+    assert load_checkpoint(last)["step"] == 4 and load_checkpoint(best)["step"] == 5
+    resumed = TwoModuleTask([3.0, 3.0, 3.0, 3.0])
+    result = run_loop(resumed, tmp_path, CRASHING)
+    assert result.best_step == 4 and result.trained_steps == 4
+    assert resumed.predictor.weight.item() == 4.0 and resumed.translator.weight.item() == 8.0
+    assert load_checkpoint(best)["step"] == 4
+    assert load_checkpoint(best)["weights"]["predictor"]["weight"].item() == 4.0
+
+
+@pytest.mark.parametrize("crash_at", [4, 5], ids=["best saved with the checkpoint", "after it"])
+def test_a_checkpoint_of_an_older_duiit_resumes_only_with_its_own_best(
+    tmp_path: Path, crash_at: int
+) -> None:
+    """A last checkpoint without the best weights (older duiit): its best.pt is taken when
+    it is of the checkpoint's best step, else the resume is refused in one line, as the
+    weights of that step are lost."""
+    last, best = crash_after_a_best_save(tmp_path, crash_at)
+    state = load_checkpoint(last)
+    del state["best_weights"]
+    torch.save(state, last)
+    resumed = TwoModuleTask([3.0, 3.0, 3.0, 3.0])
+    if crash_at == 4:
+        assert run_loop(resumed, tmp_path, CRASHING).best_step == 4
+        assert resumed.predictor.weight.item() == 4.0
+        return
+    with pytest.raises(
+        DuiitError, match=r"toy-best.pt holds the weights of step 5, not those of step 4"
+    ):
+        run_loop(resumed, tmp_path, CRASHING)
+
+
+def test_a_resume_with_another_number_of_processes_is_refused(tmp_path: Path) -> None:
+    """Each process resumes its own pools and random state, which a checkpoint of one
+    process does not hold for two (checked before any process waits for another)."""
+    crash_after_a_best_save(tmp_path)
+    two = Runtime(torch.device("cpu"), bf16=False, world=2)
+    with pytest.raises(DuiitError, match=r"toy-last.pt was written by 1 process\(es\) and this"):
+        run_loop(TwoModuleTask([]), tmp_path, CRASHING, two)
 
 
 def test_linear_decay_schedule() -> None:

@@ -201,7 +201,7 @@ def data_import(
 
 CONFIG_HELP = "YAML config file (sections data, model, train)."
 PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet-50, batch 1)."
-OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 model.predictor=resnet18."
+OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 predictor.network=resnet18."
 
 
 def _show_result(result: dict, run: Path) -> None:

@@ -104,8 +104,65 @@ class ModelConfig(_Strict):
     ngf: int = Field(64, ge=4, description="generator base width")
     ndf: int = Field(64, ge=4, description="discriminator base width")
     n_blocks: int = Field(0, ge=0, description="residual blocks; 0: 6 at <=128 px, 9 above")
-    predictor: Literal["resnet10", "resnet18", "resnet34", "resnet50"] = "resnet50"
-    width: float = Field(1.0, gt=0, le=4, description="predictor channel width factor")
+
+
+class PredictorConfig(_Strict):
+    """How the predictor is built and trained: one recipe that every method shares (a method
+    changes what data the predictor sees, never how it learns). The defaults are the recipe
+    of docs/results-real.md's learning study on CT-ICH."""
+
+    network: Literal["resnet10", "resnet18", "resnet34", "resnet50", "cnn"] = Field(
+        "resnet50",
+        description="backbone: a MONAI 2-D ResNet (the paper's ResNet-50 by default) or cnn, "
+        "a plain 4-block convolutional network",
+    )
+    width: float = Field(1.0, gt=0, le=4, description="channel width factor of the backbone")
+    norm: Literal["batch", "group", "instance"] = Field(
+        "group",
+        description="normalisation layers: group (8 groups; independent of the batch, so small "
+        "batches and several processes behave alike) or batch (BatchNorm, the torchvision "
+        "default, noisy at small batches)",
+    )
+    weights: str | None = Field(
+        None,
+        description="a checkpoint file to start from (ImageNet ResNet weights as torchvision "
+        "or timm save them, or a duiit model.pt); a 3-channel first convolution is summed to 1 "
+        "channel; a table says which layers matched",
+    )
+    batch_size: int = Field(32, ge=1, description="real target images per predictor step")
+    epochs: int = Field(
+        12,
+        ge=1,
+        description="passes over the largest training group at batch_size (predictor stages; "
+        "in DUIIT's joint loop the translator's train.steps decide)",
+    )
+    steps: int = Field(0, ge=0, description="predictor-stage steps; 0: epochs x passes")
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(
+        1e-2, ge=0, description="decoupled (AdamW); with adam an L2 penalty"
+    )
+    schedule: Literal["onecycle", "cosine", "constant"] = Field(
+        "onecycle",
+        description="learning-rate schedule over the stage: onecycle (warm-up then cosine "
+        "annealing), cosine (linear warm-up, cosine to 0) or constant",
+    )
+    warmup: float = Field(0.3, ge=0, lt=1, description="fraction of the steps warming up")
+    loss: Literal["mse", "l1", "huber"] = Field(
+        "l1",
+        description="regression loss on standardised labels (classes: cross-entropy). DUIIT's "
+        "task gradient into G is always the MSE in label units, as the paper's L_pred",
+    )
+    augment: list[Literal["flip", "affine", "intensity"]] = Field(
+        ["flip", "affine"],
+        description="training-time augmentation of every image the predictor learns from: "
+        "flip (left-right), affine (rotation 10 degrees, shift 6 %, scale 0.9-1.1), intensity "
+        "(brightness/contrast jitter); never at validation or test time",
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head")
+    mixup: float = Field(
+        0.0, ge=0, description="mixup alpha (regression: images and labels mixed); 0: off"
+    )
 
 
 class TrainConfig(_Strict):
@@ -113,7 +170,6 @@ class TrainConfig(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(4, ge=1)
     lr_translator: float = Field(2e-4, gt=0)
-    lr_predictor: float = Field(1e-3, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of the translator")
     lambda_pred: float = Field(
         1e-3,
@@ -169,14 +225,24 @@ class TrainConfig(_Strict):
 class Config(_Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
+    predictor: PredictorConfig = PredictorConfig()
     train: TrainConfig = TrainConfig()
+
+
+# Keys that moved into the predictor section: their new place, for the error message.
+MOVED = {
+    "model.predictor": "predictor.network",
+    "model.width": "predictor.width",
+    "train.lr_predictor": "predictor.lr",
+}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on a laptop CPU: tiny images and networks, enough to see learning happen.
     "cpu-demo": {
         "data": {"image_size": 32},
-        "model": {"ngf": 16, "ndf": 16, "n_blocks": 3, "predictor": "resnet10", "width": 0.5},
+        "model": {"ngf": 16, "ndf": 16, "n_blocks": 3},
+        "predictor": {"network": "resnet10", "width": 0.5, "epochs": 6},
         "train": {
             "steps": 300,
             "batch_size": 8,
@@ -189,7 +255,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's architecture and optimiser: 256 px, 9 blocks, ResNet-50, batch 1.
     "paper": {
         "data": {"image_size": 256},
-        "model": {"ngf": 64, "ndf": 64, "n_blocks": 0, "predictor": "resnet50"},
+        "model": {"ngf": 64, "ndf": 64, "n_blocks": 0},
+        "predictor": {"network": "resnet50"},
         "train": {
             "steps": 0,
             "epochs": 100,
@@ -278,7 +345,9 @@ def validate_as(model: type[M], raw: dict[str, Any], origin: str) -> M:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"]
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and key in MOVED:
+                msg = f"moved to {MOVED[key]}"
+            elif err["type"] == "extra_forbidden":
                 msg = f"unknown key; allowed here: {', '.join(_allowed_keys(model, err['loc']))}"
             elif err["type"] == "value_error":
                 msg = str(err["ctx"]["error"])

@@ -146,18 +146,23 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def folder_lock(folder: Path, what: str) -> Iterator[None]:
-    """Hold `folder` for this process, or fail at once naming the process that holds it.
+def folder_lock(folder: Path, what: str, wait: float = 0.0) -> Iterator[None]:
+    """Hold `folder` for this process, or fail naming the process that holds it: at once,
+    or after trying again for `wait` seconds, with back-off.
 
     An advisory `flock` on `folder/.duiit.lock`: the kernel releases it when its holder ends,
     however it ends (kill -9 included), so a dead process never leaves a lock that blocks,
-    and no pid or host has to be checked for liveness (pids are reused; NFS v4 releases the
-    locks of a crashed client when its lease expires). The file says who holds it, for the
-    message; it is removed on release.
+    and no pid or host has to be checked for liveness (pids are reused). Across machines it
+    is the shared file system's lock, which outlives a machine that died: NFS v4 releases
+    the locks of a crashed client when its lease expires (90 s by default), NFS v3 only when
+    that machine comes back. `wait` is for that case (a run retried elsewhere after its node
+    died); the error then says how to release a lock whose holder is known to be gone. The
+    file says who holds it, for the message; it is removed on release.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
+    deadline, pause = time.monotonic() + wait, 0.5
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -165,9 +170,20 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
+            left = deadline - time.monotonic()
+            if left > 0:
+                time.sleep(min(pause, left))
+                pause = min(2 * pause, 15.0)
+                continue
+            if wait <= 0:
+                raise DuiitError(
+                    f"{what} {folder} is in use by {holder}; wait for it to finish or stop "
+                    "it, or use another folder"
+                ) from None
             raise DuiitError(
-                f"{what} {folder} is in use by {holder}; wait for it to finish or stop it, "
-                "or use another folder"
+                f"{what} {folder} is still in use by {holder} after {wait:.0f}s of waiting; "
+                "if that process is gone (its machine died, and the shared file system keeps "
+                f"its lock), delete {path} and run the same command again"
             ) from None
         except OSError as exc:  # a file system without locks: run, but say what is at risk
             warnings.warn(

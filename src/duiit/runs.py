@@ -108,13 +108,15 @@ def execute(
     split_seed: int,
     quiet: bool = False,
     inputs: dict[str, Any] | None = None,
+    lock_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Fit `method` on one patient-level split of `target` (+ sources) and score it on the
     split's test part. Resumes an interrupted run in `run_dir`; a finished one is returned.
 
     `inputs` (what `train` was given, kept as run.json for --resume) marks a new run, whose
     folder must not hold one already. The split and the device are settled before the
-    folder is created, and the folder is locked while the run writes to it.
+    folder is created, and the folder is locked while the run writes to it (waiting up to
+    `lock_wait` seconds for another holder: `files.folder_lock`).
     """
     result_path = run_dir / "result.json"
     if result_path.exists() and inputs is None:
@@ -126,7 +128,8 @@ def execute(
     problems = {p: [split_seed] for p in part_problems(split, target)}
     check_parts(problems, cfg.data.split, target, warn=not quiet)
     check_method_fits(method, cfg)
-    with folder_lock(run_dir, "run folder") if rt.is_main else contextlib.nullcontext():
+    locked = folder_lock(run_dir, "run folder", lock_wait)
+    with locked if rt.is_main else contextlib.nullcontext():
         if rt.is_main:
             if inputs is not None:
                 if check_new_run(run_dir):  # a run that stopped before its first checkpoint
@@ -163,6 +166,8 @@ def execute(
             },
             "test_patients": sorted(map(str, np.unique(test.patient_ids))),
             "fit_seconds": seconds,
+            # the constant a model that learnt nothing would predict (the report's row)
+            "train_label_mean": None if target.classes else float(train.labels.double().mean()),
         }
         if rt.is_main:  # result.json last: its presence means the run finished
             fitted.save(run_dir / "model.pt")

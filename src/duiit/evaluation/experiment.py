@@ -52,7 +52,7 @@ class ExperimentConfig(BaseModel):
     alpha: float = Field(0.1, gt=0, lt=1)
     preset: str | None = None
     run: dict[str, dict[str, Any]] = Field(
-        {}, description="run configuration: data/model/train sections"
+        {}, description="run configuration: data/model/predictor/train sections"
     )
     quality: QualityConfig = QualityConfig()
 

@@ -11,6 +11,7 @@ nothing else about the grid.
 from __future__ import annotations
 
 import itertools
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import torch.distributed as dist
 
 from duiit.config import Config
 from duiit.data import Cohort
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, explain
 from duiit.evaluation.experiment import ExperimentConfig, QualityConfig
 from duiit.evaluation.quality import SplitReference, quality_done, score_run
+from duiit.files import write_text
 from duiit.methods import get_method
 from duiit.methods.base import method_folder
 from duiit.runs import execute
@@ -165,29 +167,50 @@ class Outcome:
     error: str | None = None
 
 
-def run_cell(job: Job, cell: Cell, out: Path) -> Outcome:
+ERROR_FILE = "error.txt"  # the traceback of a cell's last fault, in its folder
+
+
+def run_cell(job: Job, cell: Cell, out: Path, lock_wait: float = 0.0) -> Outcome:
     """Run one cell in this process: fit and evaluate (resuming from the run's last
     checkpoint; a finished run is read back), then score its translations, or for a quality
-    reference cache the features its split's runs are scored against.
+    reference cache the features its split's runs are scored against. `lock_wait`: how long
+    to wait for the run folder's lock (`runs.execute`).
 
-    A DuiitError (bad input: a damaged checkpoint, a folder in use) is this cell's failure,
-    returned rather than raised: a retry would fail the same way, and the other cells need
-    not stop for it. Under torchrun it stops the experiment, since every rank must run the
-    same cells in step."""
+    A failure is this cell's outcome, returned rather than raised, so the other cells need
+    not stop for it: a DuiitError (bad input: a damaged checkpoint, a folder in use) with
+    its one line, and any other exception (a fault: CUDA out of memory, a crash in a
+    library) as its type and message, its traceback kept in the run folder (`ERROR_FILE`).
+    Ray never sees either, so it does not retry them: a retry of bad input fails the same
+    way, and a fault is for the user to look at. Under torchrun both stop the experiment,
+    since every rank must run the same cells in step."""
+    folder = cell.folder(out)
     try:
-        return Outcome(cell, result=_run(job, cell, out))
-    except DuiitError as exc:
+        result = _run(job, cell, out, lock_wait)
+    except Exception as exc:
         if dist.is_initialized():
             raise
-        return Outcome(cell, error=str(exc))
+        if isinstance(exc, DuiitError):
+            return Outcome(cell, error=str(exc))
+        said = explain(exc)
+        said = said if len(said) <= 300 else said[:297] + "..."
+        try:  # the fault may be the disk's: the cell's outcome must not depend on this write
+            write_text(traceback.format_exc(), folder / ERROR_FILE)
+            kept = f"traceback in {folder / ERROR_FILE}"
+        except (OSError, DuiitError) as unwritten:
+            kept = f"its traceback could not be kept: {explain(unwritten)}"
+        return Outcome(cell, error=f"{said} ({kept})")
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+    return Outcome(cell, result=result)
 
 
-def _run(job: Job, cell: Cell, out: Path) -> dict[str, Any]:
+def _run(job: Job, cell: Cell, out: Path, lock_wait: float) -> dict[str, Any]:
     run_dir = cell.folder(out)
     cfg = job.cfg.model_copy(deep=True)
     cfg.train.seed = cell.seed(job.cfg.train.seed)
     chosen = cell.pick(job.sources)
-    result = execute(run_dir, cell.method, cfg, job.target, chosen, cell.split, quiet=True)
+    result = execute(
+        run_dir, cell.method, cfg, job.target, chosen, cell.split, quiet=True, lock_wait=lock_wait
+    )
     quality = job.exp.quality
     if not quality.enabled or not is_main_process():
         return result

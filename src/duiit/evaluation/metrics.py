@@ -83,18 +83,23 @@ def prediction_metrics(
 
 
 MEAN_PREDICTOR = "predict the mean"
+TRAIN_MEAN_PREDICTOR = "predict the training mean"
 MAJORITY_PREDICTOR = "predict the majority class"
 
 
 def constant_predictor_metrics(
-    true: np.ndarray, classes: tuple[str, ...] | None, patients: np.ndarray | None = None
+    true: np.ndarray,
+    classes: tuple[str, ...] | None,
+    patients: np.ndarray | None = None,
+    value: float | None = None,
 ) -> dict[str, float]:
     """The scores of predicting one constant for every test image: the test labels' mean
     (so the MSE is their variance and R² is 0) or, for classes, their most frequent class.
-    The floor any method has to clear to have learnt anything."""
+    The floor any method has to clear to have learnt anything. `value`: another constant
+    (the training labels' mean: what a model that learnt nothing predicts)."""
     true = np.asarray(true)
     if classes is not None:
         constant = np.full_like(true, np.bincount(true.astype(int)).argmax())
     else:
-        constant = np.full(true.shape, float(np.mean(true)))
+        constant = np.full(true.shape, float(np.mean(true) if value is None else value))
     return prediction_metrics(constant, true, classes, patients)

@@ -8,6 +8,9 @@ consistency: the error of that real-target predictor on translated images.
 In an experiment that predictor is the split's quality reference (`SplitReference`); what it
 computes from real target and raw source images is the same for every run of the split, so
 it is computed once per split and cached beside the reference; `score_run` scores one run.
+The real target images of a split's FIDs are its validation and test patients' (`held_out`):
+its training patients' images are what the translators' discriminators learnt as real, so a
+FID against them would reward fitting those images rather than the modality.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from duiit.config import Config
-from duiit.data import Cohort
+from duiit.data import Cohort, split_cohort
 from duiit.errors import DuiitError
 from duiit.evaluation.experiment import QualityConfig
 from duiit.files import read_json, write_json
@@ -151,9 +155,18 @@ def scored_sample(cohort: Cohort, max_images: int) -> Cohort:
     return cohort.subset(list(range(0, len(cohort), step))[:max_images])
 
 
+def held_out(target: Cohort, reference: Path, cfg: Config) -> Cohort:
+    """The split's real target images that no run of it trained on: its validation and test
+    patients', the split being the quality reference's (`split_seed` of its result.json)."""
+    seed = read_json(reference / "result.json")["split_seed"]
+    split = split_cohort(target, cfg.data.split, seed=seed, by=cfg.data.split_by)
+    return target.subset(np.concatenate([split.val, split.test]))
+
+
 class SplitReference:
     """A split's quality reference and what every run of the split is scored against: its
-    feature statistics of the real target images and the task FID of each raw source. Both
+    feature statistics of the split's held-out real target images (`held_out`) and the task
+    FID of each raw source. Both
     are the same for every translating run of the split, so the reference's cell computes
     them once and saves them beside the reference's model (`quality-features.pt`)."""
 
@@ -171,11 +184,11 @@ class SplitReference:
     def compute(
         cls, folder: Path, target: Cohort, sources: list[Cohort], q: QualityConfig, cfg: Config
     ) -> SplitReference:
-        """From the reference's model in `folder`: real target features, and the task FID of
-        every source's scored sample before translation."""
+        """From the reference's model in `folder`: features of the split's held-out real
+        target images, and the task FID of every source's scored sample before translation."""
         model, rt = FittedModel.load(folder / "model.pt"), Runtime.from_config(cfg.train)
         features = PredictorFeatures(model.predictor.to(rt.device))
-        real = real_statistics(target.images, features)
+        real = real_statistics(held_out(target, folder, cfg).images, features)
         raw = {
             c.modality: fid_to(real, scored_sample(c, q.max_images).images, features)
             for c in sources
@@ -231,8 +244,8 @@ def score_run(
     cfg: Config,
 ) -> dict[str, Any]:
     """Scores of one translating run's translations against its split's quality reference
-    (the folder `reference`), saved as quality.json, plus the fixed examples
-    (translations.pt) that the report's translation grids show."""
+    (the folder `reference`) and held-out real target images, saved as quality.json, plus
+    the fixed examples (translations.pt) that the report's translation grids show."""
     path = run_dir / "quality.json"
     if quality_done(run_dir):
         return read_json(path)
@@ -248,7 +261,8 @@ def score_run(
         quality.update(ref.scores(sample, fake))
         if q.inception_weights is not None:
             try:
-                scores = inception_scores(target.images, fake, q.inception_weights)
+                real = held_out(target, reference, cfg).images
+                scores = inception_scores(real, fake, q.inception_weights)
                 quality.update({f"{k}_{c.modality}": v for k, v in scores.items()})
             except DuiitError as exc:
                 quality["notes"].append(str(exc))

@@ -7,8 +7,12 @@ What a cluster adds, and how each is met:
   could take a run reads back a file the driver wrote there (`check_shared_folder`).
 - A worker that dies (killed, out of memory, its node lost) has its task retried by Ray
   (`RETRIES` times); the retry resumes the run from its last checkpoint, like any re-run.
-- A cell failing on bad input returns its DuiitError as its outcome (`grid.run_cell`): Ray
-  never sees an exception, so it is not retried, and the other cells go on.
+  Where its node died, the shared file system may still hold the dead worker's lock on the
+  run folder (NFS keeps it until the machine's lease ends): the retry waits for it
+  (`LOCK_WAIT`), then fails that run with a line saying how to release it.
+- A cell failing on bad input, or raising any other exception (CUDA out of memory, a crash
+  in a library), returns its error as its outcome (`grid.run_cell`): Ray never sees an
+  exception, so it is not retried, and the other cells go on.
 - A killed driver takes its tasks with it (Ray stops the tasks of a job whose driver
   ended); running the same command again resumes the grid.
 """
@@ -31,6 +35,10 @@ from duiit.files import write_text
 
 RETRIES = 3  # Ray's default for tasks; stated here, since resuming relies on it
 PROBE_SECONDS = 300  # for a node to start a worker and answer the shared-folder check
+# How long a run waits for its folder's lock: held by another process, it is that of a worker
+# lost with its node (one driver per experiment folder, and Ray ends a dead driver's tasks),
+# which NFS v4 releases when the dead machine's lease ends, 90 s after by default.
+LOCK_WAIT = 300.0
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ def _ray_cell(job: Job, cell: Cell, out: Path, threads: int, gpu: bool) -> Outco
     another run holds."""
     if not gpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    return run_cell(prepare_worker(job, threads, None), cell, out)
+    return run_cell(prepare_worker(job, threads, None), cell, out, LOCK_WAIT)
 
 
 def _name(node: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ def collect(out: Path) -> pd.DataFrame:
             "n_train": r["n"]["train"],
             "n_test": r["n"]["test"],
             "fit_seconds": r["fit_seconds"],
+            "train_label_mean": r.get("train_label_mean"),
             **r["metrics"],
             "run_dir": str(run_dir),
         }

@@ -3,7 +3,16 @@
 Importing this package registers every method in `REGISTRY`.
 """
 
-from duiit.methods import augment, cyclegan, dann, duiit, multitask, target_only, transfer
+from duiit.methods import (
+    augment,
+    classical,
+    cyclegan,
+    dann,
+    duiit,
+    multitask,
+    target_only,
+    transfer,
+)
 from duiit.methods.base import REGISTRY, FittedModel, Method, get_method
 
 __all__ = [
@@ -11,6 +20,7 @@ __all__ = [
     "FittedModel",
     "Method",
     "augment",
+    "classical",
     "cyclegan",
     "dann",
     "duiit",

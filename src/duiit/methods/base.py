@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from duiit.config import Config, qualify, with_overrides
 from duiit.data.cohort import Cohort
 from duiit.errors import DuiitError
+from duiit.methods.recipe import regression_loss
 from duiit.models import Predictor, ResnetGenerator
 from duiit.training.loop import LoopSettings, atomic_save, load_checkpoint
 from duiit.training.runtime import Runtime, eval_mode
@@ -48,11 +50,12 @@ class LabelCodec:
             return labels.long()
         return ((labels.double() - self.mean) / self.std).float()
 
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The training loss on encoded labels (MSE of standardised labels, or cross-entropy)."""
+    def loss(self, out: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+        """A loss on encoded labels: `kind` (mse, l1, huber) of standardised labels, or
+        cross-entropy for classes. MSE is L_pred as the paper puts it (times `label_units`)."""
         if self.classes is not None:
             return F.cross_entropy(out.float(), target)
-        return F.mse_loss(out.float(), target)
+        return regression_loss(kind, out, target)
 
     @property
     def label_units(self) -> float:
@@ -87,6 +90,7 @@ class Batches:
     ) -> None:
         self.images = (cohort.images if images is None else images).to(rt.device)
         self.labels = codec.encode(cohort.labels).to(rt.device)
+        self.patient_ids = cohort.patient_ids
         self.rt = rt
 
     def __len__(self) -> int:
@@ -101,6 +105,31 @@ class Batches:
         ]
         idx = idx.to(rt.device, non_blocking=True)
         return rt.batch(self.images[idx]), self.labels[idx]
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward, gradient times a constant backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
+
+    This lets one backward pass give the predictor the full gradient of L_pred while the
+    generator receives lambda * dL_pred (and exactly zero when lambda = 0); with a negative
+    factor it is DANN's gradient reversal. An autograd function rather than arithmetic
+    (`x * f + x.detach() * (1 - f)`), which is not the identity in bf16: the predictor would
+    see other images under the joint coupling than under the detached one.
+    """
+    return _ScaleGrad.apply(x, factor)
 
 
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:
@@ -121,30 +150,45 @@ def translate(generator: nn.Module, images: torch.Tensor, rt: Runtime) -> torch.
 def predictor_selection(
     predictor: Predictor, val: Batches, codec: LabelCodec, rt: Runtime
 ) -> dict[str, float]:
-    """Validation loss on real target images: the model-selection criterion."""
+    """The model-selection criterion on the real target validation images: for regression
+    the patient-level MAE (a patient's slice predictions averaged, as the report scores
+    patients; in label units), for classes the cross-entropy. Slice MSE and MAE are logged."""
     with eval_mode(predictor):
         out = in_batches(predictor, val.images, rt)
     labels = val.labels.cpu()
-    metrics = {"selection": float(codec.loss(out, labels))}
-    if codec.classes is None:
-        metrics["mae"] = float((codec.decode(out) - codec.decode(labels)).abs().mean())
-    return metrics
+    if codec.classes is not None:
+        return {"selection": float(codec.loss(out, labels))}
+    pred, true = codec.decode(out).numpy(), codec.decode(labels).numpy()
+    per_patient = pd.DataFrame({"p": val.patient_ids, "pred": pred, "true": true}).groupby("p")
+    means = per_patient.mean()
+    patient_mae = float((means["pred"] - means["true"]).abs().mean())
+    return {
+        "selection": patient_mae,
+        "patient_mae": patient_mae,
+        "mae": float(np.abs(pred - true).mean()),
+        "mse": float(((pred - true) ** 2).mean()),
+    }
 
 
 def resolve_steps(cfg: Config, n_images: int) -> int:
-    """`train.steps`, or `train.epochs` passes over the largest cohort at the batch size."""
+    """The translator's steps: `train.steps`, or `train.epochs` passes over the largest
+    cohort at `train.batch_size` (predictor stages follow `predictor.epochs`)."""
     if cfg.train.steps > 0:
         return cfg.train.steps
     return cfg.train.epochs * math.ceil(n_images / cfg.train.batch_size)
 
 
-def loop_settings(cfg: Config, stage: str, steps: int, quiet: bool) -> LoopSettings:
+def loop_settings(
+    cfg: Config, stage: str, steps: int, quiet: bool, eval_every: int | None = None
+) -> LoopSettings:
+    """The loop's settings from `train`; `eval_every` overrides train.eval_every (predictor
+    stages validate once a pass over their data)."""
     t = cfg.train
     return LoopSettings(
         stage=stage,
         steps=steps,
         log_every=t.log_every,
-        eval_every=t.eval_every,
+        eval_every=eval_every or t.eval_every,
         ckpt_every=t.ckpt_every,
         sample_every=t.sample_every,
         decay_start=t.decay_start,
@@ -161,12 +205,11 @@ def n_blocks(cfg: Config) -> int:
 @dataclass
 class FittedModel:
     """What a method leaves behind: a predictor (with its label codec) and, for translating
-    methods, the source -> target generators."""
+    methods, the source -> target generators. The predictor is any module mapping images to
+    outputs that `Predictor.arch`-style `arch` rebuilds (a network, or a classical model)."""
 
-    predictor: Predictor
+    predictor: nn.Module
     codec: LabelCodec
-    backbone: str
-    width: float = 1.0
     translators: dict[str, ResnetGenerator] = field(default_factory=dict)
     translator_arch: dict[str, int] = field(default_factory=dict)
 
@@ -182,9 +225,8 @@ class FittedModel:
             {
                 "predictor": self.predictor.state_dict(),
                 "codec": self.codec.to_dict(),
-                "backbone": self.backbone,
-                "width": self.width,
-                "heads": len(self.predictor.heads),
+                "arch": self.predictor.arch,
+                "heads": len(getattr(self.predictor, "heads", [])),
                 "translators": {m: g.state_dict() for m, g in self.translators.items()},
                 "translator_arch": self.translator_arch,
             },
@@ -197,13 +239,28 @@ class FittedModel:
             raise DuiitError(f"{path} does not exist: is this a finished run folder?")
         s = load_checkpoint(path)
         codec = LabelCodec.from_dict(s["codec"])
-        pred = Predictor(s["backbone"], codec.out_dim, heads=s["heads"], width=s["width"])
+        pred = rebuild_predictor(s, codec.out_dim)
         pred.load_state_dict(s["predictor"])
         gens = {}
         for m, state in s["translators"].items():
             gens[m] = ResnetGenerator(**s["translator_arch"])
             gens[m].load_state_dict(state)
-        return cls(pred, codec, s["backbone"], s["width"], gens, s["translator_arch"])
+        return cls(pred, codec, gens, s["translator_arch"])
+
+
+def rebuild_predictor(saved: dict[str, Any], out_dim: int) -> nn.Module:
+    """The empty predictor a saved model's `arch` describes (model.pt files from before the
+    recipe name `backbone` and `width` and used BatchNorm)."""
+    arch = saved.get("arch") or {
+        "network": saved["backbone"],
+        "width": saved["width"],
+        "norm": "batch",
+    }
+    if arch["network"] == "features_ridge":
+        from duiit.methods.classical import FeatureModel
+
+        return FeatureModel.empty(arch, out_dim)
+    return Predictor(out_dim=out_dim, heads=saved["heads"], **arch)
 
 
 class Method(ABC):

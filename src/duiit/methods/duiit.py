@@ -4,11 +4,12 @@ L = L_trans + lambda * L_pred,
 where L_trans is the translator's own objective (`model.translator`, methods/translators.py:
 CycleGAN per source, the paper's, L_adv(D_t, G) + L_adv(D_s, F) + lambda_cyc * (L_cyc +
 lambda_identity * L_idt); or CUT/FastCUT, L_adv(D_t, G) + lambda_NCE * L_PatchNCE) and
-L_pred is the predictor's loss on real target images and on translated source images G(y)
-with the source labels, in label units as the paper puts it (years² for ages). The
-predictor minimises L_pred itself (on standardised labels, where its learning rate is
-tuned); G receives lambda times the gradient of L_pred in label units, which is what steers
-the translation towards what matters for the task.
+L_pred is the predictor's MSE on translated source images G(y) against the source labels,
+in label units as the paper puts it (years² for ages), one mean per source, summed. G
+receives lambda times its gradient, which is what steers the translation towards what
+matters for the task. The predictor itself learns as every method's does (the predictor
+recipe: its loss, batch, augmentation and schedule) from its own batch of real target
+images and from the translations, which reach it detached (its loss never moves G).
 
 The same step, with another coupling between translator and task, gives the variants that
 isolate that claim: `detached` (the predictor co-trains on G(y) but no gradient reaches G,
@@ -28,9 +29,11 @@ import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 from torch import nn
+from torch.func import functional_call
 
 from duiit.config import Config
 from duiit.data.cohort import Cohort
+from duiit.methods import recipe
 from duiit.methods.base import (
     Batches,
     FittedModel,
@@ -47,15 +50,6 @@ from duiit.methods.translators import Translation, make_translator
 from duiit.models import Predictor
 from duiit.training.loop import run_loop
 from duiit.training.runtime import Runtime, eval_mode
-
-
-def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
-
-    This lets one backward pass give the predictor the full gradient of L_pred while the
-    generator receives lambda * dL_pred (and exactly zero when lambda = 0).
-    """
-    return x * factor + x.detach() * (1.0 - factor)
 
 
 def histogram_distance(a: torch.Tensor, b: torch.Tensor, n: int = 20_000, seed: int = 0) -> float:
@@ -100,10 +94,9 @@ class TranslationTask:
         }
         self.predictor: Predictor | None = None
         if coupling in ("joint", "detached"):
-            self.predictor = rt.prepare(
-                Predictor(cfg.model.predictor, codec.out_dim, width=cfg.model.width)
-            )
-            self.opt["P"] = rt.adam(self.predictor.parameters(), t.lr_predictor)
+            self.predictor = rt.prepare(recipe.build_predictor(cfg, codec.out_dim))
+            self.opt["P"] = recipe.optimizer(cfg.predictor, self.predictor.parameters(), rt)
+        self.augment = recipe.augmentation(cfg.predictor)
         self.frozen: Predictor | None = None
         if coupling == "frozen":
             if frozen is None:
@@ -126,12 +119,23 @@ class TranslationTask:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opt
 
+    def lr_factors(self, steps: int) -> dict[str, recipe.LrFactor]:
+        """The co-trained predictor follows the recipe's schedule; G and D decay linearly."""
+        return {"P": recipe.lr_factor(self.cfg.predictor, steps)} if "P" in self.opt else {}
+
     def generator_losses(
-        self, x: torch.Tensor, rx: torch.Tensor, ys: dict[str, tuple[torch.Tensor, torch.Tensor]]
+        self,
+        x: torch.Tensor,
+        rx: torch.Tensor,
+        ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        real: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor], Translation]:
-        """The translator's and the coupling's losses of one batch, and the translation."""
+        """The translator's and the coupling's losses of one batch, and the translation.
+        The predictor scores `real` (its own batch of real target images and labels; the
+        translator's `x`, `rx` when not given) and the translations of `ys`."""
         out = self.translator.translation_losses(x, {m: y for m, (y, _) in ys.items()})
-        return {**out.losses, **self.coupling_losses(x, rx, out.fakes, ys)}, out
+        px, prx = real if real is not None else (x, rx)
+        return {**out.losses, **self.coupling_losses(px, prx, out.fakes, ys)}, out
 
     def coupling_losses(
         self,
@@ -140,51 +144,84 @@ class TranslationTask:
         fakes: dict[str, torch.Tensor],
         ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
-        """L_pred of the co-trained predictor (joint, detached) or L_sem of the frozen one."""
-        t, losses = self.cfg.train, {}
+        """The co-trained predictor's loss `pred` (joint, detached), G's task loss `task`
+        (joint) or L_sem of the frozen predictor (frozen).
+
+        `pred` is what P learns from, by the recipe's loss, on its real batch and every
+        translation; the translations enter it detached, so it never moves G. `task` is
+        the paper's L_pred as G sees it: the sum over sources of each source's mean MSE of
+        P(G_s(y)) against y (standardised; the objective turns it into label units), through
+        a view of P whose weights it does not move. So P follows its recipe, and each G_s
+        gets exactly lambda * d E[(P(G_s(y)) - y)^2 in years^2] / dG_s, whatever the number
+        of sources or real images (the paper sums an expectation per domain).
+        """
+        losses: dict[str, torch.Tensor] = {}
         source_labels = [r for _, r in ys.values()]
         if self.predictor is not None:
-            # G's share of L_pred in label units: lambda * std² * dL(standardised)/dG.
-            lam = t.lambda_pred * self.codec.label_units
-            coupled = [
-                scale_grad(f, lam) if self.coupling == "joint" else f.detach()
-                for f in fakes.values()
-            ]
-            images = torch.cat([x, *coupled])
+            images = torch.cat([x, *(f.detach() for f in fakes.values())])
             losses["pred"] = self.codec.loss(
-                self.predictor(images), torch.cat([rx, *source_labels])
+                self.predictor(self.augmented(images)),
+                torch.cat([rx, *source_labels]),
+                self.cfg.predictor.loss,
             )
+            if self.coupling == "joint" and self.cfg.train.lambda_pred > 0:
+                weights = {n: p.detach() for n, p in self.predictor.named_parameters()}
+                losses["task"] = sum(
+                    self.codec.loss(
+                        functional_call(
+                            self.predictor, weights, (self.augmented(f),), strict=False
+                        ),
+                        r,
+                    )
+                    for f, r in zip(fakes.values(), source_labels, strict=True)
+                )
         if self.frozen is not None:
             losses["sem"] = self.codec.loss(
                 self.frozen(torch.cat(list(fakes.values()))), torch.cat(source_labels)
             )
         return losses
 
+    def augmented(self, images: torch.Tensor) -> torch.Tensor:
+        """The recipe's training augmentation (differentiable: G's gradient passes)."""
+        return images if self.augment is None else self.augment(images).to(images.dtype)
+
     def objective(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the generators (and P) minimise together: the translator's weighted terms
-        (adversarial + cycle or NCE + identity) + L_pred + lambda_sem * L_sem. lambda_pred
-        is not here: it is applied inside `coupling_losses` to the gradient G receives, so
-        that P still gets all of L_pred."""
-        sem = self.cfg.train.lambda_sem * losses.get("sem", 0.0)
-        return self.translator.objective(losses) + losses.get("pred", 0.0) + sem
+        """What the generators and P minimise, summed in one place: the translator's
+        weighted terms (adversarial + cycle or NCE + identity), P's own loss (which reaches P
+        alone), lambda * L_pred in label units (which reaches G alone; years² for ages) and
+        lambda_sem * L_sem."""
+        t = self.cfg.train
+        task = t.lambda_pred * self.codec.label_units * losses.get("task", 0.0)
+        sem = t.lambda_sem * losses.get("sem", 0.0)
+        return self.translator.objective(losses) + losses.get("pred", 0.0) + task + sem
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         n = self.cfg.train.batch_size
         x, rx = self.target.sample(self.gen, n)
         ys = {m: s.sample(self.gen, n) for m, s in self.sources.items()}
-        losses, judged = self.update_generators(x, rx, ys)
+        # The predictor's real images: a batch of its own (predictor.batch_size, the
+        # recipe's), beside the translator's n translated images of each source.
+        real = None
+        if self.predictor is not None:
+            real = self.target.sample(self.gen, self.cfg.predictor.batch_size)
+        losses, judged = self.update_generators(x, rx, ys, real)
         return {**losses, **self.update_discriminators(x, ys, judged)}
 
     def update_generators(
-        self, x: torch.Tensor, rx: torch.Tensor, ys: dict[str, tuple[torch.Tensor, torch.Tensor]]
+        self,
+        x: torch.Tensor,
+        rx: torch.Tensor,
+        ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        real: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One Adam step of the generators (and P) on the joint objective, discriminators
-        frozen; returns the losses and the (detached) fakes the discriminators judge next."""
+        frozen; `real` is the predictor's batch of real target images and labels. Returns
+        the losses and the (detached) fakes the discriminators judge next."""
         discriminators = self.translator.nets.discriminators()
         for d in discriminators:
             d.requires_grad_(False)
         with self.rt.autocast():
-            losses, out = self.generator_losses(x, rx, ys)
+            losses, out = self.generator_losses(x, rx, ys, real)
         total = self.objective(losses)
         stepped = [self.opt[k] for k in ("G", "P") if k in self.opt]
         for opt in stepped:
@@ -248,8 +285,6 @@ class TranslationTask:
         return FittedModel(
             predictor,
             self.codec,
-            self.cfg.model.predictor,
-            self.cfg.model.width,
             dict(self.translator.nets.G.items()),
             {"ngf": self.cfg.model.ngf, "n_blocks": n_blocks(self.cfg)},
         )

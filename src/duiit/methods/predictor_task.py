@@ -1,9 +1,11 @@
 """The predictor-training step every baseline composes.
 
-Each step draws one batch from each group (target, a translated source, a source...), runs
-the shared backbone once over all of them, scores each group with its head, and optionally
-adds a domain-adversarial loss on the features (DANN). Augmentation, when given, is applied
-on the device to the target group only.
+Each step draws one batch of `predictor.batch_size` from each group (target, a translated
+source, a source...), runs the shared backbone once over all of them, scores each group
+with its head, and optionally adds a domain-adversarial loss on the features (DANN). How
+the predictor learns is the recipe's (methods/recipe.py: network, optimiser, schedule,
+loss, augmentation of every group, mixup); a method's own augmentation (the augmentation
+baselines), when given, is applied to its group before the recipe's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from torch import nn
 
 from duiit.config import Config
 from duiit.data.cohort import Cohort
-from duiit.methods.base import Batches, LabelCodec, predictor_selection
+from duiit.methods import recipe
+from duiit.methods.base import Batches, LabelCodec, predictor_selection, scale_grad
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
 
@@ -48,19 +51,6 @@ def modality_groups(
     ]
 
 
-class GradReverse(torch.autograd.Function):
-    """Identity forward, gradient times -weight backward (Ganin & Lempitsky)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: float) -> torch.Tensor:
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.weight * grad, None
-
-
 class PredictorTask:
     """Trains a predictor (optionally with a domain classifier) on groups of batches."""
 
@@ -77,9 +67,7 @@ class PredictorTask:
         total_steps: int = 1,
     ) -> None:
         self.groups, self.val, self.cfg, self.rt, self.codec = groups, val, cfg, rt, codec
-        self.predictor = predictor or Predictor(
-            cfg.model.predictor, codec.out_dim, heads=heads, width=cfg.model.width
-        )
+        self.predictor = predictor or recipe.build_predictor(cfg, codec.out_dim, heads=heads)
         rt.prepare(self.predictor, [self.predictor.backbone])  # features() bypasses forward
         params = list(self.predictor.parameters())
         self.domain_head: nn.Module | None = None
@@ -89,7 +77,8 @@ class PredictorTask:
                 nn.Linear(d, d // 2), nn.ReLU(True), nn.Linear(d // 2, domains)
             ).to(rt.device)
             params += list(self.domain_head.parameters())
-        self.opt = {"P": rt.adam(params, cfg.train.lr_predictor)}
+        self.opt = {"P": recipe.optimizer(cfg.predictor, params, rt)}
+        self.augment = recipe.augmentation(cfg.predictor)
         self.gen = rt.generator(cfg.train.seed)
         self.total_steps = max(1, total_steps)
 
@@ -102,18 +91,30 @@ class PredictorTask:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.opt
 
+    def lr_factors(self, steps: int) -> dict[str, recipe.LrFactor]:
+        return {"P": recipe.lr_factor(self.cfg.predictor, steps)}
+
+    def batch(self, g: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """One group's training batch: drawn, augmented (the method's, then the recipe's),
+        mixed up when the recipe says so (regression only)."""
+        p = self.cfg.predictor
+        x, y = g.batches.sample(self.gen, p.batch_size)
+        if g.augment is not None:
+            x = g.augment(x)
+        if self.augment is not None:
+            x = self.augment(x).to(x.dtype)
+        if p.mixup > 0 and self.codec.classes is None:
+            x, y = recipe.mixup(x, y, p.mixup, self.gen)
+        return x, y
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        n = self.cfg.train.batch_size
-        xs, ys = [], []
-        for g in self.groups:
-            x, y = g.batches.sample(self.gen, n)
-            xs.append(g.augment(x) if g.augment is not None else x)
-            ys.append(y)
+        xs, ys = zip(*(self.batch(g) for g in self.groups), strict=True)
+        kind = self.cfg.predictor.loss
         with self.rt.autocast():
             feats = self.predictor.features(torch.cat(xs))
             parts = feats.split([x.shape[0] for x in xs])
             pred = sum(
-                self.codec.loss(self.predictor.from_features(f, g.head), y)
+                self.codec.loss(self.predictor.from_features(f, g.head), y, kind)
                 for g, f, y in zip(self.groups, parts, ys, strict=True)
             ) / len(self.groups)
             losses = {"pred": pred}
@@ -122,7 +123,7 @@ class PredictorTask:
                 # DANN's schedule: the reversal weight grows from 0 to 1 over training.
                 p = step / self.total_steps
                 weight = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
-                logits = self.domain_head(GradReverse.apply(feats, weight))
+                logits = self.domain_head(scale_grad(feats, -weight))
                 domains = torch.cat(
                     [
                         torch.full((x.shape[0],), g.domain, device=feats.device)

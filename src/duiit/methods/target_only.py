@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
+from duiit.methods import recipe
 from duiit.methods.base import (
     Batches,
     FittedModel,
@@ -12,7 +13,6 @@ from duiit.methods.base import (
     Method,
     loop_settings,
     register,
-    resolve_steps,
 )
 from duiit.methods.predictor_task import Group, PredictorTask, modality_groups
 from duiit.training.loop import run_loop
@@ -28,9 +28,12 @@ def fit_predictor(
     n_images: int,
     **task_kw,
 ) -> FittedModel:
-    """Train a predictor on `groups` with the shared loop; the common last stage of baselines."""
+    """Train a predictor on `groups` with the shared loop and the predictor recipe:
+    `predictor.epochs` passes over `n_images` (the largest group), validated once a pass
+    (or every train.eval_every steps if that is sooner). The common last stage of baselines."""
     cfg = method.cfg
-    steps = resolve_steps(cfg, n_images)
+    steps = recipe.predictor_steps(cfg.predictor, n_images)
+    epoch = min(cfg.train.eval_every, recipe.steps_per_epoch(cfg.predictor, n_images))
     task = PredictorTask(
         groups,
         Batches(target_val, codec, method.rt),
@@ -40,8 +43,9 @@ def fit_predictor(
         total_steps=steps,
         **task_kw,
     )
-    run_loop(task, run_dir, loop_settings(cfg, stage, steps, method.quiet), method.rt)
-    return FittedModel(task.predictor, codec, cfg.model.predictor, cfg.model.width)
+    settings = loop_settings(cfg, stage, steps, method.quiet, eval_every=epoch)
+    run_loop(task, run_dir, settings, method.rt)
+    return FittedModel(task.predictor, codec)
 
 
 def fit_all_modalities(

@@ -4,6 +4,7 @@ discriminator, CUT's patch-feature head, and each translator's set of them per s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 import torch
 from monai.networks.nets import PatchDiscriminator as _MonaiPatchDiscriminator
@@ -17,6 +18,24 @@ def instance_norm(channels: int) -> nn.GroupNorm:
     all (measured in benchmarks/README.md). No parameters or buffers either way, so
     checkpoints do not change."""
     return nn.GroupNorm(channels, channels, affine=False)
+
+
+# How conv and linear weights start (biases at 0), with gain 0.02, as each translator's
+# reference code: CycleGAN's N(0, 0.02) (`init_type='normal'`) and CUT's xavier_normal
+# (`init_type='xavier'`: N(0, 0.02 * sqrt(2 / (fan_in + fan_out))), far smaller weights).
+Init = Literal["normal", "xavier"]
+
+
+def init_weights(module: nn.Module, kind: Init = "normal", gain: float = 0.02) -> None:
+    """Initialise every conv and linear layer of `module` as `kind` says (see `Init`)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            if kind == "xavier":
+                nn.init.xavier_normal_(m.weight, gain)
+            else:
+                nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def default_blocks(image_size: int) -> int:
@@ -49,7 +68,14 @@ class ResnetGenerator(nn.Module):
     in [-1, 1] like the inputs. Image sides must be multiples of 4 (two stride-2 convolutions).
     """
 
-    def __init__(self, in_ch: int = 1, out_ch: int = 1, ngf: int = 64, n_blocks: int = 6) -> None:
+    def __init__(
+        self,
+        in_ch: int = 1,
+        out_ch: int = 1,
+        ngf: int = 64,
+        n_blocks: int = 6,
+        init: Init = "normal",
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -77,7 +103,7 @@ class ResnetGenerator(nn.Module):
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        init_weights(self)
+        init_weights(self, init)
         # CUT's PatchNCE layers (its 0,4,8,12,16 of an anti-aliased ResNet generator; 0,4,7,
         # 10,14 of one without anti-aliasing, as this one): the padded input, the two
         # downsampling convolutions, the first residual block and the fifth (the last one
@@ -95,23 +121,16 @@ class ResnetGenerator(nn.Module):
         ]
         return convs[-1].out_channels if convs else in_ch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def forward_features(
-        self, x: torch.Tensor, layers: Sequence[int]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The translation and the outputs of `layers` (indices into `net`) on the way: CUT
-        reads its keys off the pass that translates, instead of encoding the input again."""
-        return self._walk(x, layers, len(self.net) - 1)
-
-    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
-        """The outputs of `layers`, running the network only as far as the last of them."""
-        return self._walk(x, layers, max(layers))[1]
-
-    def _walk(
-        self, x: torch.Tensor, layers: Sequence[int], stop: int
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, layers: Sequence[int] = (), stop: int | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation; given `layers` (indices into `net`), CUT's walk instead: the
+        output of layer `stop` (the last if None) and those of `layers` on the way. One entry
+        point for both, since a compiled module compiles what its call runs: CUT's passes
+        through `forward_features` and `encode` go through it too."""
+        if not layers:
+            return self.net(x)
+        stop = len(self.net) - 1 if stop is None else stop
         feats = []
         for i, layer in enumerate(self.net):
             if i > stop:
@@ -121,13 +140,24 @@ class ResnetGenerator(nn.Module):
                 feats.append(x)
         return x, feats
 
+    def forward_features(
+        self, x: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The translation and the outputs of `layers` (indices into `net`) on the way: CUT
+        reads its keys off the pass that translates, instead of encoding the input again."""
+        return self(x, layers)
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of `layers`, running the network only as far as the last of them."""
+        return self(x, layers, max(layers))[1]
+
 
 class PatchDiscriminator(nn.Module):
     """70x70 PatchGAN (C64-C128-C256-C512, instance norm, LeakyReLU 0.2): one realness score
     per overlapping 70x70 patch. MONAI's implementation, returning only the final map, with
     its instance norms computed by `instance_norm`."""
 
-    def __init__(self, in_ch: int = 1, ndf: int = 64) -> None:
+    def __init__(self, in_ch: int = 1, ndf: int = 64, init: Init = "normal") -> None:
         super().__init__()
         self.net = _MonaiPatchDiscriminator(
             spatial_dims=2,
@@ -143,7 +173,7 @@ class PatchDiscriminator(nn.Module):
             for name, child in block.named_children():
                 if isinstance(child, nn.InstanceNorm2d) and not child.affine:
                     setattr(block, name, instance_norm(child.num_features))
-        init_weights(self)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)[-1]
@@ -158,12 +188,12 @@ class PatchHead(nn.Module):
     weights and Adam state are in the first checkpoint like theirs.
     """
 
-    def __init__(self, channels: Sequence[int], units: int = 256) -> None:
+    def __init__(self, channels: Sequence[int], units: int = 256, init: Init = "normal") -> None:
         super().__init__()
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(c, units), nn.ReLU(), nn.Linear(units, units)) for c in channels
         )
-        init_weights(self)
+        init_weights(self, init)
 
     def forward(self, feats: list[torch.Tensor], ids: list[torch.Tensor]) -> list[torch.Tensor]:
         """(B, C, H, W) features and flat locations (P,) per layer -> (B, P, units) float
@@ -175,24 +205,20 @@ class PatchHead(nn.Module):
         return out
 
 
-def init_weights(module: nn.Module, gain: float = 0.02) -> None:
-    """CycleGAN's N(0, 0.02) initialisation of conv (and, as CUT, linear) weights."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
 class TranslatorNetworks(nn.Module):
     """What every translator has: per source modality m a generator G[m] (source m ->
     target), and D_t, the target's discriminator, shared by the sources. Subclasses add what
-    their losses need and say which networks train with the generators."""
+    their losses need and say which networks train with the generators, and every network
+    starts as the translator's reference code initialises it (`init`)."""
+
+    init: ClassVar[Init] = "normal"
 
     def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
         super().__init__()
-        self.G = nn.ModuleDict({m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks) for m in sources})
-        self.D_t = PatchDiscriminator(ndf=ndf)
+        self.G = nn.ModuleDict(
+            {m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks, init=self.init) for m in sources}
+        )
+        self.D_t = PatchDiscriminator(ndf=ndf, init=self.init)
 
     def with_generators(self) -> list[nn.Module]:
         """The networks the generators' optimiser trains."""
@@ -220,8 +246,10 @@ class CycleGanNetworks(TranslatorNetworks):
 
     def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
         super().__init__(sources, ngf, ndf, n_blocks)
-        self.F = nn.ModuleDict({m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks) for m in sources})
-        self.D_s = nn.ModuleDict({m: PatchDiscriminator(ndf=ndf) for m in sources})
+        self.F = nn.ModuleDict(
+            {m: ResnetGenerator(ngf=ngf, n_blocks=n_blocks, init=self.init) for m in sources}
+        )
+        self.D_s = nn.ModuleDict({m: PatchDiscriminator(ndf=ndf, init=self.init) for m in sources})
 
     def with_generators(self) -> list[nn.Module]:
         return [*self.G.values(), *self.F.values()]
@@ -232,11 +260,15 @@ class CycleGanNetworks(TranslatorNetworks):
 
 class CutNetworks(TranslatorNetworks):
     """CUT per source modality: the generator G[m] and its PatchNCE head H[m]; no way back,
-    no source discriminator."""
+    no source discriminator. Initialised as CUT's code (xavier_normal, gain 0.02)."""
+
+    init = "xavier"
 
     def __init__(self, sources: list[str], ngf: int, ndf: int, n_blocks: int) -> None:
         super().__init__(sources, ngf, ndf, n_blocks)
-        self.H = nn.ModuleDict({m: PatchHead(self.G[m].nce_channels) for m in sources})
+        self.H = nn.ModuleDict(
+            {m: PatchHead(self.G[m].nce_channels, init=self.init) for m in sources}
+        )
 
     def with_generators(self) -> list[nn.Module]:
         return [*self.G.values(), *self.H.values()]

@@ -11,6 +11,7 @@ from duiit.evaluation.grid import setting_name
 from duiit.evaluation.metrics import (
     MAJORITY_PREDICTOR,
     MEAN_PREDICTOR,
+    TRAIN_MEAN_PREDICTOR,
     constant_predictor_metrics,
 )
 from duiit.evaluation.stats import comparisons, pure_setting, setting_order, summary
@@ -40,27 +41,34 @@ def mean_std(mean: float, std: float) -> str:
 def constant_rows(results: pd.DataFrame) -> pd.DataFrame:
     """Per split, the scores of predicting the test labels' mean (regression) or majority
     class, from the test labels any run of that split saved: a row of reference beside the
-    methods, in the setting without sources."""
+    methods, in the setting without sources. For regression a second row predicts the
+    training labels' mean (what a model that learnt nothing outputs; a looser floor, since
+    the test patients' own mean is not known in advance)."""
     regression = primary_metric(results)[0] == "mse"
     pure = pure_setting(results)
     rows = []
     for split, runs in results.groupby("split"):
         labels = read_csv(Path(runs["run_dir"].iloc[0]) / "test_predictions.csv")
         true = labels["label"].to_numpy()
+        patients = labels["patient_id"].to_numpy()
         # test_predictions.csv holds class indices; their names do not change the scores
         classes = None if regression else tuple(map(str, range(int(true.max()) + 1)))
-        metrics = constant_predictor_metrics(true, classes, labels["patient_id"].to_numpy())
+        constants = {MEAN_PREDICTOR if regression else MAJORITY_PREDICTOR: None}
+        train_mean = runs.get("train_label_mean", pd.Series(dtype=float)).dropna()
+        if regression and len(train_mean):
+            constants[TRAIN_MEAN_PREDICTOR] = float(train_mean.iloc[0])
         target = runs["target"].iloc[0]
-        rows.append(
-            {
-                "setting": pure or setting_name(target, []),
-                "method": MEAN_PREDICTOR if regression else MAJORITY_PREDICTOR,
-                "split": split,
-                "sources": "",
-                "target": target,
-                **metrics,
-            }
-        )
+        for name, value in constants.items():
+            rows.append(
+                {
+                    "setting": pure or setting_name(target, []),
+                    "method": name,
+                    "split": split,
+                    "sources": "",
+                    "target": target,
+                    **constant_predictor_metrics(true, classes, patients, value),
+                }
+            )
     return pd.DataFrame(rows)
 
 

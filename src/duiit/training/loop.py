@@ -5,6 +5,10 @@ sample grids, atomic checkpoints with exact resume, and the NaN/Inf guard.
 A run folder may hold several stages (e.g. translator, then predictor); each stage has its
 own checkpoints `checkpoints/<stage>-{last,best,final}.pt` and rows in `metrics.csv`. A
 stage whose final checkpoint exists is not trained again, so a resumed run skips it.
+
+The last checkpoint also holds the selected modules' weights of the best step so far: a
+run resumed from it ends with that step's weights, never with a `best.pt` written after it
+by the discarded rest of an interrupted run (best.pt is rewritten on resume to match).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -33,6 +38,11 @@ class Task(Protocol):
 
     def modules(self) -> dict[str, nn.Module]: ...
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def lr_factors(self, steps: int) -> dict[str, Callable[[int], float]]:
+        """Learning-rate multipliers (step -> factor) of the optimizers that follow a schedule
+        of their own (the predictor recipe's); the others decay linearly (CycleGAN's)."""
+        ...
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached loss tensors (not synced to host)."""
         ...
@@ -197,7 +207,7 @@ def _check_finite(values: dict[str, float], step: int, stage: str, last_good: Pa
         raise DuiitError(
             f"training stage {stage!r} diverged at step {step}: "
             f"{', '.join(bad)} became {values[bad[0]]}; {where}. Lower the learning "
-            "rates (train.lr_translator, train.lr_predictor) or check the data"
+            "rates (train.lr_translator, predictor.lr) or check the data"
         )
 
 
@@ -231,6 +241,43 @@ def _load_weights(task: Task, weights: dict[str, Any], only: set[str] | None = N
             m.load_state_dict(weights[k])
 
 
+def _own_state(state: dict[str, Any], last: Path, rt: Runtime) -> dict[str, Any]:
+    """This process's pools and random state in the checkpoint `last`: rank 0's at the top,
+    the other ranks' under `other_ranks`. A run resumes with as many processes as wrote it,
+    or it would continue other pools and another global batch."""
+    ranks = 1 + len(state.get("other_ranks", []))
+    if ranks != rt.world:
+        raise DuiitError(
+            f"{last} was written by {ranks} process(es) and this run has {rt.world}: resume "
+            f"it with {ranks} (torchrun --nproc-per-node, or no torchrun for 1), since each "
+            "process continues its own image pools and random state"
+        )
+    return state if rt.rank == 0 else state["other_ranks"][rt.rank - 1]
+
+
+def _resumed_best(state: dict[str, Any], last: Path, best: Path, main: bool) -> dict[str, Any]:
+    """The selected modules' weights at the best step of the checkpoint `last` that a run
+    resumes; `best` is made to hold them again where the interrupted run had saved a later
+    best after that checkpoint. A checkpoint from before duiit kept them in it has only
+    `best` to offer, taken when it is of that step."""
+    step = state["best_step"]
+    if step <= 0:
+        return {}
+    if "best_weights" in state:
+        weights = state["best_weights"]
+        if main and (not best.exists() or load_checkpoint(best)["step"] != step):
+            atomic_save({"weights": weights, "step": step}, best)
+        return weights
+    saved = load_checkpoint(best) if best.exists() else {"step": None}
+    if saved["step"] != step:
+        raise DuiitError(
+            f"{best} holds the weights of step {saved['step']}, not those of step {step}, the "
+            f"best of {last}, which this run resumes (an older duiit was interrupted between "
+            "the two); delete both files to train that stage afresh"
+        )
+    return saved["weights"]
+
+
 @dataclass
 class LoopResult:
     best_step: int
@@ -245,7 +292,9 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     weights of the best validation `selection` (or their last weights if the task reports
     none), the others their last weights; saved as `<stage>-final.pt`. Under torchrun
     every process trains; losses and validation metrics are averaged over processes so all
-    take the same decisions, and only rank 0 writes.
+    take the same decisions, buffers (BatchNorm statistics) are rank 0's wherever a process
+    validates or a checkpoint is taken, and only rank 0 writes: the networks, and each
+    process's own pools and random state, which that process resumes.
     """
     rt = rt or Runtime(torch.device("cpu"), bf16=False)
     main = rt.is_main
@@ -256,18 +305,24 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
         _load_weights(task, state["weights"])
         return LoopResult(state["best_step"], state["best_selection"], 0)
     optimizers = task.optimizers()
-    factor = linear_decay(s.steps, s.decay_start)
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
+    factors = {k: linear_decay(s.steps, s.decay_start) for k in optimizers}
+    factors.update(task.lr_factors(s.steps))
+    schedulers = {
+        k: torch.optim.lr_scheduler.LambdaLR(o, factors[k]) for k, o in optimizers.items()
+    }
     start, best_sel, best_step = 0, math.inf, -1
+    best_weights: dict[str, Any] = {}  # the selected modules at best_step
     if last.exists():
         state = load_checkpoint(last)
         _load_weights(task, state["weights"])
         for k, o in optimizers.items():
             o.load_state_dict(state["optimizers"][k])
             schedulers[k].load_state_dict(state["schedulers"][k])
-        task.load_state_dict(state["task"])
-        _set_rng_state(state["rng"], rt.device)
+        own = _own_state(state, last, rt)
+        task.load_state_dict(own["task"])
+        _set_rng_state(own["rng"], rt.device)
         start, best_sel, best_step = state["step"], state["best_selection"], state["best_step"]
+        best_weights = _resumed_best(state, last, best, main)
     log = MetricsLog(run_dir, s.stage, start) if main else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -299,39 +354,45 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
                     progress.update(
                         bar, losses=" ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "lr")
                     )
-                if n % s.eval_every == 0 or ending:
+                validating = n % s.eval_every == 0 or ending
+                saving = n % s.ckpt_every == 0 or ending
+                if validating or saving:  # what is validated and saved: equal on every rank
+                    rt.broadcast_buffers(task.modules().values())
+                if validating:
                     metrics = rt.mean_over_ranks(task.validate())
                     if metrics and log:
                         log.log(n, {f"val_{k}": v for k, v in metrics.items()})
                     sel = metrics.get("selection", math.nan)
                     if math.isfinite(sel) and sel < best_sel:
                         best_sel, best_step = sel, n
+                        best_weights = _weights(task, task.selected())
                         if main:
-                            weights = _weights(task, task.selected())
-                            atomic_save({"weights": weights, "step": n}, best)
+                            atomic_save({"weights": best_weights, "step": n}, best)
                 if main and (n % s.sample_every == 0 or ending):
                     save_grid(task.samples(), run_dir / "samples" / f"{s.stage}-{n:06d}.png")
-                if main and (n % s.ckpt_every == 0 or ending):
-                    atomic_save(
-                        {
-                            "weights": _weights(task),
-                            "step": n,
-                            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                            "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
-                            "task": task.state_dict(),
-                            "rng": _rng_state(rt.device),
-                            "best_selection": best_sel,
-                            "best_step": best_step,
-                        },
-                        last,
-                    )
+                if saving:  # each process's pools and random state: its own, resumed by it
+                    own = rt.gather({"task": task.state_dict(), "rng": _rng_state(rt.device)})
+                    if main:
+                        atomic_save(
+                            {
+                                "weights": _weights(task),
+                                "step": n,
+                                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                                "schedulers": {k: c.state_dict() for k, c in schedulers.items()},
+                                **own[0],
+                                "other_ranks": own[1:],
+                                "best_selection": best_sel,
+                                "best_step": best_step,
+                                "best_weights": best_weights,
+                            },
+                            last,
+                        )
                 progress.update(bar, completed=n)
     finally:
         if log:
             log.close()
-    barrier()  # rank 0's best checkpoint is on disk for every rank
-    if best_step > 0 and best.exists():
-        _load_weights(task, load_checkpoint(best)["weights"], task.selected())
+    if best_step > 0:
+        _load_weights(task, best_weights, task.selected())
     if main:
         atomic_save(
             {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final

@@ -168,6 +168,34 @@ class Runtime:
                 p.grad = g.copy_(mean.view_as(g))
         optimizer.step()
 
+    def broadcast_buffers(self, modules: Iterable[torch.nn.Module]) -> None:
+        """Give every process rank 0's buffers (BatchNorm's running statistics, or any other
+        a module keeps), as DDP does before each forward (`broadcast_buffers`). Gradients are
+        averaged, so parameters stay equal, but each process updates its running statistics
+        from its own slice of the batch: without this, processes would validate different
+        networks, and the one saved (rank 0's) would not be the one all validated. Rank 0's
+        rather than the average: exact for any buffer, counters and constants included. One
+        broadcast of the flattened buffers per dtype."""
+        if self.world == 1:
+            return
+        buffers = [b for m in modules for b in m.buffers()]
+        for dtype in dict.fromkeys(b.dtype for b in buffers):
+            group = [b for b in buffers if b.dtype == dtype]
+            flat = torch.cat([b.detach().reshape(-1) for b in group])
+            dist.broadcast(flat, src=0)
+            for b, value in zip(group, flat.split([b.numel() for b in group]), strict=True):
+                b.copy_(value.view_as(b))
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's `obj` in rank order, on rank 0 (the others get []): what rank 0
+        saves of each process's own state. Tensors travel as CPU tensors, since a pickled
+        GPU tensor would be restored onto its sender's GPU index."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world if self.is_main else []
+        dist.gather_object(_to_cpu(obj), out if self.is_main else None, dst=0)
+        return out
+
     def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
         """Loss values averaged over processes, so every rank logs and checks the same. The
         tensor lies on the run's device: NCCL reduces GPU tensors only."""
@@ -180,6 +208,17 @@ class Runtime:
     def generator(self, seed: int) -> torch.Generator:
         """A CPU generator for sampling decisions: its state is saved with checkpoints."""
         return torch.Generator().manual_seed(seed)
+
+
+def _to_cpu(obj: Any) -> Any:
+    """`obj` with every tensor in its dicts, lists and tuples moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def resolve_device(name: str, world: int = 1) -> torch.device:

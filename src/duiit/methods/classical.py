@@ -1,0 +1,199 @@
+"""The classical baseline: hand-made image features of each slice -> a linear model
+(scikit-learn), a method like any other (`features_ridge`).
+
+What it sees, per slice and nothing else: the head (pixels above the window's floor, holes
+filled, the largest connected piece) and inside it the share of bright pixels at the top
+of the window (bone in a brain window), of mid-grey (brain) and of dark (fluid, fat)
+pixels, an intensity histogram and its moments, and the head's size and shape (area,
+bounding box, axis lengths, eccentricity, solidity, compactness; scikit-image's
+`regionprops`). What it cannot see: texture and anatomy beyond those counts, the slice's
+place in its stack and the patient's other slices (a patient's prediction is the mean of
+its slices', as for every method). Ridge regression (regression labels, standardised) or
+multinomial logistic regression (classes), with the strength chosen by 5-fold
+cross-validation grouped by patient on the training patients only. The fitted model is
+stored as tensors (feature scaling, coefficients), so `model.pt` loads without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.measure import regionprops
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from duiit.data.cohort import Cohort
+from duiit.files import write_text
+from duiit.methods.base import FittedModel, LabelCodec, Method, register
+from duiit.training.loop import atomic_save, load_checkpoint
+
+HIST_BINS = 12
+FEATURES = [
+    "head_area",
+    "bone_share",
+    "brain_share",
+    "dark_share",
+    "bone_area",
+    "brain_area",
+    "mean",
+    "std",
+    "p10",
+    "p50",
+    "p90",
+    "bbox_height",
+    "bbox_width",
+    "major_axis",
+    "minor_axis",
+    "eccentricity",
+    "solidity",
+    "compactness",
+    *[f"hist_{k}" for k in range(HIST_BINS)],
+]
+
+
+def slice_features(image: np.ndarray) -> np.ndarray:
+    """The features of one slice (H, W) in [-1, 1] (see the module doc), sizes as fractions
+    of the image so they do not depend on its pixel count."""
+    h, w = image.shape
+    mask = ndimage.binary_fill_holes(image > -0.95)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros(len(FEATURES))
+    largest = 1 + int(np.argmax(ndimage.sum(mask, labels, range(1, n + 1))))
+    head = labels == largest
+    v = image[head]
+    area = head.sum()
+    bone, dark = v >= 0.95, v <= -0.5
+    brain = ~bone & ~dark
+    (region,) = regionprops(head.astype(np.uint8))
+    r0, c0, r1, c1 = region.bbox
+    hist = np.histogram(v, bins=HIST_BINS, range=(-1, 1))[0] / area
+    return np.array(
+        [
+            area / (h * w),
+            bone.mean(),
+            brain.mean(),
+            dark.mean(),
+            bone.sum() / (h * w),
+            brain.sum() / (h * w),
+            v.mean(),
+            v.std(),
+            *np.percentile(v, [10, 50, 90]),
+            (r1 - r0) / h,
+            (c1 - c0) / w,
+            region.axis_major_length / max(h, w),
+            region.axis_minor_length / max(h, w),
+            region.eccentricity,
+            region.solidity,
+            region.perimeter**2 / (4 * np.pi * area),
+            *hist,
+        ]
+    )
+
+
+def image_features(images: torch.Tensor) -> np.ndarray:
+    """(N, 1, H, W) images -> (N, features)."""
+    arr = images.float().cpu().numpy()[:, 0]
+    return np.stack([slice_features(a) for a in arr]) if len(arr) else np.zeros((0, len(FEATURES)))
+
+
+class FeatureModel(nn.Module):
+    """Features -> standardisation -> linear map: the fitted estimator as tensors, so it
+    predicts, saves and loads as the network predictors do (outputs in the codec's space:
+    standardised labels, or class logits)."""
+
+    def __init__(self, n_features: int, out_dim: int) -> None:
+        super().__init__()
+        self.arch = {"network": "features_ridge", "n_features": n_features}
+        self.register_buffer("center", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(n_features, dtype=torch.float64))
+        self.register_buffer("coef", torch.zeros(out_dim, n_features, dtype=torch.float64))
+        self.register_buffer("intercept", torch.zeros(out_dim, dtype=torch.float64))
+        self.out_dim = out_dim
+
+    @classmethod
+    def empty(cls, arch: dict[str, Any], out_dim: int) -> FeatureModel:
+        return cls(arch["n_features"], out_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = torch.from_numpy(image_features(images)).to(self.coef.device)
+        out = ((x - self.center) / self.scale) @ self.coef.T + self.intercept
+        out = out.float().to(images.device)
+        return out.squeeze(-1) if self.out_dim == 1 else out
+
+
+def fit_feature_model(
+    images: torch.Tensor, labels: torch.Tensor, patients: np.ndarray, codec: LabelCodec
+) -> tuple[FeatureModel, dict[str, Any]]:
+    """Fit on the given (training) images alone: the strength by grouped 5-fold CV."""
+    x = image_features(images)
+    y = codec.encode(labels).numpy()
+    folds = GroupKFold(n_splits=max(2, min(5, len(np.unique(patients)))))
+    if codec.classes is None:
+        search = GridSearchCV(
+            make_pipeline(StandardScaler(), Ridge()),
+            {"ridge__alpha": np.logspace(-3, 4, 15)},
+            cv=folds,
+            scoring="neg_mean_squared_error",
+        )
+    else:
+        search = GridSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+            {"logisticregression__C": np.logspace(-4, 2, 13)},
+            cv=folds,
+            scoring="neg_log_loss",
+        )
+    search.fit(x, y, groups=patients)
+    scaler, est = search.best_estimator_.steps[0][1], search.best_estimator_.steps[1][1]
+    model = FeatureModel(x.shape[1], codec.out_dim)
+    coef = np.atleast_2d(est.coef_)
+    intercept = np.atleast_1d(est.intercept_)
+    if codec.classes is not None and len(codec.classes) == 2:  # sklearn's one binary logit
+        coef, intercept = np.vstack([0 * coef, coef]), np.r_[0.0, intercept]
+    model.center.copy_(torch.from_numpy(scaler.mean_))
+    model.scale.copy_(torch.from_numpy(scaler.scale_))
+    model.coef.copy_(torch.from_numpy(coef))
+    model.intercept.copy_(torch.from_numpy(intercept))
+    info = {
+        "estimator": type(est).__name__,
+        "chosen": {k.split("__")[1]: float(v) for k, v in search.best_params_.items()},
+        "cv_score": float(search.best_score_),
+        "train_images": len(x),
+        "features": FEATURES,
+    }
+    return model, info
+
+
+@register
+class FeaturesRidge(Method):
+    name = "features_ridge"
+    uses_sources = False
+    description = (
+        "classical baseline: head-mask intensity and shape features -> ridge (logistic for "
+        "classes), strength by patient-grouped CV on the training patients"
+    )
+
+    def fit(
+        self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
+    ) -> FittedModel:
+        codec = LabelCodec.fit(target_train)
+        saved = run_dir / "checkpoints" / "classical-final.pt"
+        if saved.exists():  # a resumed run: the fit is deterministic, reuse it
+            state = load_checkpoint(saved)
+            model = FeatureModel(state["n_features"], codec.out_dim)
+            model.load_state_dict(state["weights"])
+            return FittedModel(model, codec)
+        model, info = fit_feature_model(
+            target_train.images, target_train.labels, target_train.patient_ids, codec
+        )
+        atomic_save({"weights": model.state_dict(), "n_features": len(FEATURES)}, saved)
+        write_text(json.dumps(info, indent=2) + "\n", run_dir / "classical.json")
+        return FittedModel(model, codec)

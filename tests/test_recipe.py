@@ -1,0 +1,250 @@
+"""The predictor recipe (methods/recipe.py), predictor weights from a file, and the
+classical baseline: each test fails when its piece silently changes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import TINY, noise_cohort
+from monai.networks.nets import resnet18
+from torch import nn
+
+from duiit import runs
+from duiit.config import load_config
+from duiit.data.cohort import Cohort
+from duiit.errors import DuiitError
+from duiit.methods import FittedModel
+from duiit.methods.base import Batches, LabelCodec, predictor_selection
+from duiit.methods.classical import FeatureModel, fit_feature_model, image_features
+from duiit.methods.predictor_task import Group, PredictorTask
+from duiit.methods.recipe import build_predictor, lr_factor
+from duiit.training.runtime import Runtime
+
+
+def _task(overrides: list[str], cohort: Cohort | None = None) -> PredictorTask:
+    cfg = load_config(overrides=[*TINY, *overrides])
+    cohort = cohort or noise_cohort("CT", 0, n=24)
+    rt = Runtime.create("cpu", "fp32")
+    codec = LabelCodec.fit(cohort)
+    group = Group(Batches(cohort, codec, rt))
+    return PredictorTask([group], Batches(cohort, codec, rt), cfg, rt, codec)
+
+
+def test_training_batches_are_augmented_as_the_recipe_says() -> None:
+    """With flips on, the batch the predictor learns from is the drawn images, some of them
+    mirrored; with augmentation off, exactly the drawn images."""
+    for augment, expect_flips in (("[flip]", True), ("[]", False)):
+        task = _task([f"predictor.augment={augment}", "predictor.batch_size=16"])
+        group = task.groups[0]
+        state = task.gen.get_state()
+        x, _ = task.batch(group)
+        task.gen.set_state(state)
+        raw, _ = group.batches.sample(task.gen, 16)
+        same = (x == raw).flatten(1).all(1)
+        mirrored = (x == raw.flip(-1)).flatten(1).all(1)
+        assert bool((same | mirrored).all())
+        assert bool((~same).any()) is expect_flips
+
+
+def test_validation_and_prediction_see_images_unaugmented() -> None:
+    """Selection and test predictions are the network on the images as they are: the
+    augmentation belongs to training alone."""
+    task = _task(["predictor.augment=[flip, affine, intensity]"])
+    model = FittedModel(task.predictor, task.codec)
+    images = task.val.images.float().cpu()
+    first = model.predict(images, task.rt)
+    second = model.predict(images, task.rt)
+    task.predictor.eval()
+    with torch.no_grad():
+        plain = task.codec.decode(task.predictor(images)).numpy()
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, plain, rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["group", "batch"])
+def test_the_recipe_builds_the_normalisation_it_names(norm: str) -> None:
+    cfg = load_config(overrides=[*TINY, f"predictor.norm={norm}"])
+    kinds = {type(m) for m in build_predictor(cfg, 1).modules()}
+    wanted, unwanted = (
+        (nn.GroupNorm, nn.BatchNorm2d) if norm == "group" else (nn.BatchNorm2d, nn.GroupNorm)
+    )
+    assert wanted in kinds and unwanted not in kinds
+
+
+def test_the_predictor_follows_the_recipes_learning_rate_schedule() -> None:
+    """One-cycle: warm-up to the peak at 30 % of the steps, then down to almost 0."""
+    task = _task(["predictor.schedule=onecycle", "predictor.lr=0.01", "predictor.warmup=0.3"])
+    factor = task.lr_factors(100)["P"]
+    assert factor(0) == pytest.approx(1 / 25)
+    assert factor(30) == pytest.approx(1.0)
+    assert factor(99) < 1e-3
+    assert lr_factor(task.cfg.predictor.model_copy(update={"schedule": "constant"}), 100)(
+        99
+    ) == pytest.approx(1.0)
+
+
+def test_a_runs_predictor_is_trained_with_the_recipe(phantom_dir: Path, tmp_path: Path) -> None:
+    """End to end: the saved model is the recipe's network (GroupNorm by default), the
+    optimiser is AdamW with the recipe's weight decay, and the logged learning rate of the
+    predictor stage follows its schedule."""
+    cfg = load_config(overrides=[*TINY, "predictor.steps=10", "train.log_every=1"])
+    runs.train(phantom_dir / "ct.csv", [], tmp_path / "run", cfg, method="target_only", quiet=True)
+    model = FittedModel.load(tmp_path / "run" / "model.pt")
+    assert model.predictor.arch["norm"] == "group"
+    assert any(isinstance(m, nn.GroupNorm) for m in model.predictor.modules())
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    lr = metrics[(metrics["stage"] == "predictor") & (metrics["name"] == "lr")]
+    factor = lr_factor(cfg.predictor, 10)
+    expected = [cfg.predictor.lr * factor(step) for step in lr["step"]]
+    np.testing.assert_allclose(lr["value"], expected, rtol=1e-3)
+    assert metrics[metrics["name"] == "val_patient_mae"].shape[0] > 0
+
+
+def test_selection_is_the_patient_level_mae() -> None:
+    """A patient's slices are averaged before the error is taken."""
+    cohort = noise_cohort("CT", 1, n=4)
+    cohort.patient_ids[:] = ["a", "a", "b", "b"]
+    cohort.labels[:] = torch.tensor([10.0, 10.0, 30.0, 30.0])
+    codec = LabelCodec(mean=20.0, std=10.0)
+    rt = Runtime.create("cpu", "fp32")
+
+    class Fixed(nn.Module):  # predicts 5 and 15 for a (mean 10), 30 and 40 for b (mean 35)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (torch.tensor([5.0, 15.0, 30.0, 40.0])[: len(x)] - 20.0) / 10.0
+
+    metrics = predictor_selection(Fixed(), Batches(cohort, codec, rt), codec, rt)
+    assert metrics["selection"] == pytest.approx((0 + 5) / 2)
+    assert metrics["mae"] == pytest.approx((5 + 5 + 0 + 10) / 4)
+
+
+# Predictor weights from a file ------------------------------------------------------------
+
+
+def _imagenet_style(path: Path) -> dict[str, torch.Tensor]:
+    """A ResNet-18 state dict as torchvision/timm save ImageNet weights: 3-channel conv1,
+    BatchNorm statistics, a 1000-way `fc`, wrapped as DDP saves it (`module.` prefix)."""
+    net = resnet18(spatial_dims=2, n_input_channels=3, conv1_t_stride=2, num_classes=1000)
+    state = {
+        k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()
+    }
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    return state
+
+
+def test_predictor_weights_load_from_an_imagenet_style_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = _imagenet_style(tmp_path / "imagenet.pth")
+    cfg = load_config(
+        overrides=[
+            "predictor.network=resnet18",
+            "predictor.norm=batch",
+            f"predictor.weights={tmp_path / 'imagenet.pth'}",
+        ]
+    )
+    net = build_predictor(cfg, 1)
+    mine = net.backbone.state_dict()
+    torch.testing.assert_close(mine["conv1.weight"], state["conv1.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(mine["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])
+    torch.testing.assert_close(mine["bn1.running_var"], state["bn1.running_var"])
+    table = capsys.readouterr().err
+    assert "3 input channels summed to 1" in table and "fc" in table and "unused" in table
+
+
+def test_predictor_weights_into_group_norm_take_the_affine_parameters(tmp_path: Path) -> None:
+    state = _imagenet_style(tmp_path / "imagenet.pth")
+    cfg = load_config(
+        overrides=["predictor.network=resnet18", f"predictor.weights={tmp_path / 'imagenet.pth'}"]
+    )
+    net = build_predictor(cfg, 1, quiet=True)
+    torch.testing.assert_close(net.backbone.state_dict()["bn1.weight"], state["bn1.weight"])
+
+
+def test_a_wrong_weights_file_is_one_clear_error(tmp_path: Path) -> None:
+    _imagenet_style(tmp_path / "imagenet.pth")
+    torch.save({"encoder.block.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    cases = {
+        tmp_path / "missing.pt": "does not exist",
+        tmp_path / "notes.txt": "not a PyTorch checkpoint",
+        tmp_path / "other.pt": "nothing in",
+        # ResNet-18 weights into a half-width ResNet-18: no shape fits
+        tmp_path / "imagenet.pth": "check predictor.network and predictor.width",
+    }
+    for path, words in cases.items():
+        cfg = load_config(
+            overrides=[
+                "predictor.network=resnet18",
+                "predictor.width=0.5",
+                f"predictor.weights={path}",
+            ]
+        )
+        with pytest.raises(DuiitError, match=words):
+            build_predictor(cfg, 1, quiet=True)
+
+
+# The classical baseline -------------------------------------------------------------------
+
+
+def test_the_classical_baseline_fits_on_the_training_patients_alone(
+    cohorts: tuple[Cohort, list[Cohort]],
+) -> None:
+    """Its feature scaling is the training images' own: fitted on more than the training
+    patients (validation or test images), the centre would move."""
+    ct, _ = cohorts
+    train = ct.subset(np.arange(0, 120))
+    codec = LabelCodec.fit(train)
+    model, info = fit_feature_model(train.images, train.labels, train.patient_ids, codec)
+    np.testing.assert_allclose(
+        model.center.numpy(), image_features(train.images).mean(0), rtol=1e-9, atol=1e-12
+    )
+    assert info["train_images"] == 120
+
+
+def test_the_classical_baseline_learns_age_from_phantom_heads(
+    cohorts: tuple[Cohort, list[Cohort]],
+) -> None:
+    """Children have smaller heads and darker white matter in the phantom: head-mask
+    features carry age, so held-out patients are predicted better than by the mean."""
+    ct, _ = cohorts
+    order = np.argsort(ct.patient_ids, kind="stable")
+    train, test = ct.subset(order[:150]), ct.subset(order[150:])
+    codec = LabelCodec.fit(train)
+    model, _ = fit_feature_model(train.images, train.labels, train.patient_ids, codec)
+    pred = codec.decode(model(test.images)).numpy()
+    y = test.labels.numpy()
+    assert ((pred - y) ** 2).mean() < 0.8 * ((y - train.labels.numpy().mean()) ** 2).mean()
+
+
+def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(overrides=TINY)
+    out = tmp_path / "ridge"
+    result = runs.train(phantom_dir / "ct.csv", [], out, cfg, method="features_ridge", quiet=True)
+    assert math.isfinite(result["metrics"]["mse"])
+    loaded = FittedModel.load(out / "model.pt")
+    assert isinstance(loaded.predictor, FeatureModel)
+    predictions = pd.read_csv(out / "test_predictions.csv")
+    assert predictions["prediction"].std() > 0
+    # classes: two age groups, logistic regression behind the same interface
+    df = pd.read_csv(phantom_dir / "ct.csv")
+    df["label"] = np.where(df["label"] < 40, "young", "old")
+    df.to_csv(phantom_dir / "ct-classes.csv", index=False)
+    classes = load_config(overrides=[*TINY, "data.task=classification"])
+    res = runs.train(
+        phantom_dir / "ct-classes.csv",
+        [],
+        tmp_path / "cls",
+        classes,
+        method="features_ridge",
+        quiet=True,
+    )
+    assert 0.0 <= res["metrics"]["accuracy"] <= 1.0
+    predicted = pd.read_csv(tmp_path / "cls" / "test_predictions.csv")["prediction"]
+    assert set(predicted) <= {0, 1}  # class indices, as for every method
