@@ -97,7 +97,19 @@ def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
         images,
         torch.rand(n, generator=g),
         np.array([f"p{i}" for i in range(n)], dtype=object),
-        pd.DataFrame({"manifest": ["x.csv"] * n, "path": ["x"] * n, "slice": [0] * n}),
+        pd.DataFrame(
+            {
+                "manifest": ["x.csv"] * n,
+                "path": ["x"] * n,
+                "slice": [0] * n,
+                "line": range(2, n + 2),
+                "raw_h": [size] * n,
+                "raw_w": [size] * n,
+                "units": ["hu"] * n,
+                "window": [""] * n,
+                "colour": [False] * n,
+            }
+        ),
     )
 
 

@@ -557,7 +557,7 @@ def test_weak_splits_are_warned_about_once_before_the_grid_runs(cohort: Path) ->
     """No validation image, or one test patient, gives runs whose selection or statistics
     mean little: said once for the grid (naming its splits) before any run, not per run."""
     _experiment(cohort, splits=2, run={"data": {"split": [0.8, 0, 0.2], "image_size": 32}})
-    res = cli("experiment", "e.yaml", "--out", "exp", "-q", *(f"run.{o}" for o in TINY[1:]),
+    res = cli("experiment", "e.yaml", "--out", "exp", *(f"run.{o}" for o in TINY[1:]),
               "run.train.steps=2")  # fmt: skip
     assert res.code == 0, res.err
     [line] = [w for w in res.err.splitlines() if "validation part empty" in w]

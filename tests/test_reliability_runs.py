@@ -501,7 +501,8 @@ def test_temporary_names_are_unique_and_cleaned_up(tmp_path: Path) -> None:
     [
         ({}, ["run.train.steps=3"], "(run.train.steps: 2 -> 3)"),
         ({"quality": {"max_images": 8}}, [], "quality.max_images: 4 -> 8"),
-        ({"sources": []}, [], "sources: ["),
+        # target_only alone: with duiit and no sources the file itself is refused first
+        ({"sources": [], "methods": ["target_only"], "ours": "target_only"}, [], "sources: ["),
         ({"methods": ["duiit"]}, [], "holds 1 run(s) that this file leaves out"),
     ],
     ids=["changed run setting", "changed quality", "changed sources", "dropped method"],

@@ -260,7 +260,8 @@ def train_cmd(
                 "--resume continues with the run's saved configuration; drop "
                 "--config, --preset and overrides"
             )
-        result, out = runs.train(None, [], resume, resume=True, quiet=quiet), resume
+        out = resume
+        result = runs.train(None, [], resume, resume=True, quiet=quiet)
     else:
         if out is None:
             raise DuiitError("give --out RUN_DIR (or --resume RUN_DIR)")

@@ -2,8 +2,9 @@
 
 A run folder holds `config.yaml` (resolved), `run.json` (inputs, method, split), `env.json`
 (versions, git hash, device), `metrics.csv`, `tb/`, `checkpoints/`, `samples/`, `model.pt`
-(the fitted model) and `result.json` (test metrics; written last, so its presence means the
-run finished). Nothing writes elsewhere.
+(the fitted model), `split.csv`, `test_predictions.csv`, `input_profile.json` (the training
+images in a few numbers, for `predict`) and `result.json` (test metrics; written last, so its
+presence means the run finished). Nothing writes elsewhere.
 """
 
 from __future__ import annotations

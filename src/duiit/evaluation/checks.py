@@ -14,10 +14,15 @@ from duiit.methods import get_method
 
 
 def check_grid(
-    exp: ExperimentConfig, cfg: Config, target: Cohort, sources: list[Cohort], runs: list[Cell]
+    exp: ExperimentConfig,
+    cfg: Config,
+    target: Cohort,
+    sources: list[Cohort],
+    runs: list[Cell],
+    warn: bool = True,
 ) -> None:
     """Refuse a method that gets no run in the planned `runs` (its settings are missing) and
-    splits without test images; warn of the splits whose parts are too small."""
+    splits without test images; warn (with `warn`) of the splits whose parts are too small."""
     planned = {c.method for c in runs}
     for method in exp.methods:
         if method in planned:
@@ -39,4 +44,4 @@ def check_grid(
         split = split_cohort(target, cfg.data.split, seed=k, by=cfg.data.split_by)
         for problem in part_problems(split, target):
             problems.setdefault(problem, []).append(k)
-    check_parts(problems, cfg.data.split, target)
+    check_parts(problems, cfg.data.split, target, warn)

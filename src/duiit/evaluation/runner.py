@@ -61,7 +61,7 @@ def run_experiment(
             )
         target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=quiet)
         runs = plan(exp, target, sources)
-        check_grid(exp, cfg, target, sources, runs)
+        check_grid(exp, cfg, target, sources, runs, warn=not quiet)
         for method in exp.methods:
             check_method_fits(method, cfg)
         job = Job(exp, cfg, target, sources)
