@@ -193,6 +193,24 @@ def test_the_joint_predictor_learns_from_its_own_batch_of_real_images(cohorts) -
     assert seen[1:] == [n]  # G's task term: the translations alone
 
 
+def test_gs_task_term_leaves_the_predictors_batch_statistics_to_its_own_pass(cohorts) -> None:
+    """With BatchNorm, only P's own pass (real images and translations) updates its running
+    statistics; G's task term, a second pass over the translations alone, must not."""
+    task = make_task(cohorts, "predictor.norm=batch", "train.lambda_pred=0.01")
+    start = copy.deepcopy(task.predictor.state_dict())
+    x, rx, ys = batch(task)
+    losses, out = task.generator_losses(x, rx, ys)
+    assert "task" in losses
+    after_step = copy.deepcopy(task.predictor.state_dict())
+    task.predictor.load_state_dict(start)
+    task.predictor(torch.cat([x, out.fakes["MRI"].detach()]))  # P's own pass, alone
+    own_pass = task.predictor.state_dict()
+    buffers = [n for n, _ in task.predictor.named_buffers()]
+    assert any("running_mean" in n for n in buffers)
+    for n in buffers:
+        assert torch.equal(after_step[n], own_pass[n]), n
+
+
 def test_identity_loss_weighs_lambda_cyc_times_lambda_identity(cohorts) -> None:
     task = make_task(cohorts, "train.lambda_identity=0.5", "train.precision=fp32")
     data = batch(task)

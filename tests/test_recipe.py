@@ -22,7 +22,7 @@ from duiit.methods import FittedModel
 from duiit.methods.base import Batches, LabelCodec, predictor_selection
 from duiit.methods.classical import FeatureModel, fit_feature_model, image_features
 from duiit.methods.predictor_task import Group, PredictorTask
-from duiit.methods.recipe import build_predictor, lr_factor
+from duiit.methods.recipe import build_predictor, lr_factor, mixup
 from duiit.training.runtime import Runtime
 
 
@@ -74,6 +74,17 @@ def test_the_recipe_builds_the_normalisation_it_names(norm: str) -> None:
         (nn.GroupNorm, nn.BatchNorm2d) if norm == "group" else (nn.BatchNorm2d, nn.GroupNorm)
     )
     assert wanted in kinds and unwanted not in kinds
+
+
+def test_mixup_blends_images_and_labels_by_the_same_weights() -> None:
+    """Each image filled with its own label's value: after mixup every image must still be
+    filled with its (mixed) label, and some pairs must really be mixed."""
+    torch.manual_seed(0)
+    y = torch.linspace(-1, 1, 16)
+    x = y.view(-1, 1, 1, 1).expand(16, 1, 8, 8).clone()
+    mx, my = mixup(x, y, 0.4, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mx, my.view(-1, 1, 1, 1).expand_as(mx))
+    assert not torch.allclose(my, y)
 
 
 def test_the_predictor_follows_the_recipes_learning_rate_schedule() -> None:

@@ -199,7 +199,7 @@ def data_import(
             console.print(f"  {escape(what)}: {escape(why)}", highlight=False)
 
 
-CONFIG_HELP = "YAML config file (sections data, model, train)."
+CONFIG_HELP = "YAML config file (sections data, model, predictor, train)."
 PRESET_HELP = "cpu-demo (tiny, minutes on a laptop CPU) or paper (256 px, ResNet-50, batch 1)."
 OVERRIDE_HELP = "Dotted overrides, e.g. train.steps=500 predictor.network=resnet18."
 

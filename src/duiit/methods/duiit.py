@@ -165,14 +165,9 @@ class TranslationTask:
                 self.cfg.predictor.loss,
             )
             if self.coupling == "joint" and self.cfg.train.lambda_pred > 0:
-                weights = {n: p.detach() for n, p in self.predictor.named_parameters()}
+                held = self.held_predictor()
                 losses["task"] = sum(
-                    self.codec.loss(
-                        functional_call(
-                            self.predictor, weights, (self.augmented(f),), strict=False
-                        ),
-                        r,
-                    )
+                    self.codec.loss(held(self.augmented(f)), r)
                     for f, r in zip(fakes.values(), source_labels, strict=True)
                 )
         if self.frozen is not None:
@@ -180,6 +175,15 @@ class TranslationTask:
                 self.frozen(torch.cat(list(fakes.values()))), torch.cat(source_labels)
             )
         return losses
+
+    def held_predictor(self):
+        """P as a function whose weights take no gradient and whose buffers are copies: G's
+        task term goes through it without moving P's weights or (with BatchNorm) its running
+        statistics, which only P's own pass updates."""
+        assert self.predictor is not None
+        state = {n: p.detach() for n, p in self.predictor.named_parameters()}
+        state |= {n: b.clone() for n, b in self.predictor.named_buffers()}
+        return lambda images: functional_call(self.predictor, state, (images,))
 
     def augmented(self, images: torch.Tensor) -> torch.Tensor:
         """The recipe's training augmentation (differentiable: G's gradient passes)."""
