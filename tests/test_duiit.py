@@ -15,8 +15,9 @@ from helpers import TINY as BASE
 from duiit import runs
 from duiit.config import Config, load_config
 from duiit.data import load_cohorts, split_cohort
-from duiit.methods.base import LabelCodec, scale_grad, translate
+from duiit.methods.base import LabelCodec, translate
 from duiit.methods.duiit import TranslationTask, histogram_distance
+from duiit.methods.predictor_task import scale_grad
 from duiit.models import Predictor
 from duiit.training.loop import load_checkpoint
 from duiit.training.runtime import Runtime, seed_everything

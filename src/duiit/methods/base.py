@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +18,7 @@ from torch import nn
 from duiit.config import Config, qualify, with_overrides
 from duiit.data.cohort import Cohort
 from duiit.errors import DuiitError
+from duiit.evaluation.metrics import prediction_metrics
 from duiit.methods.recipe import regression_loss
 from duiit.models import Predictor, ResnetGenerator
 from duiit.training.loop import LoopSettings, atomic_save, load_checkpoint
@@ -107,31 +107,6 @@ class Batches:
         return rt.batch(self.images[idx]), self.labels[idx]
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward, gradient times a constant backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad * ctx.factor, None
-
-
-def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Identity forward; the gradient flowing back through it is multiplied by `factor`.
-
-    This lets one backward pass give the predictor the full gradient of L_pred while the
-    generator receives lambda * dL_pred (and exactly zero when lambda = 0); with a negative
-    factor it is DANN's gradient reversal. An autograd function rather than arithmetic
-    (`x * f + x.detach() * (1 - f)`), which is not the identity in bf16: the predictor would
-    see other images under the joint coupling than under the detached one.
-    """
-    return _ScaleGrad.apply(x, factor)
-
-
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:
     """Apply `fn` to a (CPU) image tensor chunk by chunk on the device; results on the CPU."""
     outs = []
@@ -158,16 +133,10 @@ def predictor_selection(
     labels = val.labels.cpu()
     if codec.classes is not None:
         return {"selection": float(codec.loss(out, labels))}
-    pred, true = codec.decode(out).numpy(), codec.decode(labels).numpy()
-    per_patient = pd.DataFrame({"p": val.patient_ids, "pred": pred, "true": true}).groupby("p")
-    means = per_patient.mean()
-    patient_mae = float((means["pred"] - means["true"]).abs().mean())
-    return {
-        "selection": patient_mae,
-        "patient_mae": patient_mae,
-        "mae": float(np.abs(pred - true).mean()),
-        "mse": float(((pred - true) ** 2).mean()),
-    }
+    scores = prediction_metrics(
+        codec.decode(out).numpy(), codec.decode(labels).numpy(), None, val.patient_ids
+    )
+    return {"selection": scores["patient_mae"], **scores}
 
 
 def resolve_steps(cfg: Config, n_images: int) -> int:

@@ -22,7 +22,7 @@ from torch import nn
 from duiit.config import Config
 from duiit.data.cohort import Cohort
 from duiit.methods import recipe
-from duiit.methods.base import Batches, LabelCodec, predictor_selection, scale_grad
+from duiit.methods.base import Batches, LabelCodec, predictor_selection
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
 
@@ -49,6 +49,26 @@ def modality_groups(
         Group(Batches(c, codec, rt), head=k if per_head else 0, domain=k if per_domain else 0)
         for k, c in enumerate(cohorts)
     ]
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward, gradient times a constant backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity forward (to the last bit, in bf16 too); the gradient flowing back is
+    multiplied by `factor`: with a negative factor, DANN's gradient reversal (Ganin &
+    Lempitsky)."""
+    return _ScaleGrad.apply(x, factor)
 
 
 class PredictorTask:
