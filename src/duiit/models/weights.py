@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from duiit.errors import DuiitError
+from duiit.progress import console
 
 PREFIXES = ("module.", "backbone.", "model.", "encoder.")
 
@@ -115,7 +115,6 @@ def _print_table(path: Path, rows: list[tuple[str, str, str]], unused: list[str]
     for layer, n in Counter(_layer(name) for name in unused).items():
         table.add_row(layer, str(n), "unused", "no such layer in this predictor (e.g. the head)")
     done = sum(n for (_, status, _), n in grouped.items() if status == "loaded")
-    Console(stderr=True).print(table)
-    Console(stderr=True).print(
-        f"{done} of {len(rows)} backbone tensors loaded; the head starts afresh"
-    )
+    err = console(stderr=True)  # not wrapped where stderr is a file or a pipe
+    err.print(table)
+    err.print(f"{done} of {len(rows)} backbone tensors loaded; the head starts afresh")
