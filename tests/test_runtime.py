@@ -124,8 +124,14 @@ def test_a_network_that_fails_to_compile_runs_eager(
     def no_compiler(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no working C++ compiler")
 
-    monkeypatch.setattr(dynamo_config, "suppress_errors", dynamo_config.suppress_errors)
     monkeypatch.setattr(inductor, "compile_fx", no_compiler)
+    # Runtime.create sets dynamo's global suppress_errors; torch's own patch puts it back
+    # (monkeypatch's undo deletes a config entry, which hides it from every later compile).
+    with dynamo_config.patch(suppress_errors=dynamo_config.suppress_errors):
+        _compile_and_call_eagerly_on_failure(caplog)
+
+
+def _compile_and_call_eagerly_on_failure(caplog: pytest.LogCaptureFixture) -> None:
     rt = Runtime.create("cpu", "fp32", compile="on")
 
     class Net(torch.nn.Module):  # dynamo leaves torch's own containers alone
