@@ -11,6 +11,7 @@ import torch
 import yaml
 from helpers import TINY_RUN, make_cohort
 
+from duiit.config import load_config
 from duiit.data import load_cohorts, split_cohort
 from duiit.errors import DuiitError
 from duiit.evaluation import quality
@@ -20,7 +21,7 @@ from duiit.evaluation.runner import run_experiment
 from duiit.files import read_json
 from duiit.methods import FittedModel
 from duiit.methods import get_method as load_method
-from duiit.methods.base import translate
+from duiit.methods.base import method_config, method_folder, translate
 from duiit.report import build_report
 from duiit.report.claims import claims_table
 from duiit.training.loop import load_checkpoint
@@ -262,6 +263,14 @@ def test_method_variant_errors() -> None:
         load_method("duiit[lambda_pred=-1]")
     with pytest.raises(DuiitError, match="not of the form"):
         load_method("duiit[lambda_pred=1")
+
+
+def test_a_variant_takes_a_list_value() -> None:
+    """`augment=[flip, shift]` is one setting: its comma does not split the variant."""
+    spec = "target_only[augment=[flip, shift], norm=batch]"
+    cfg = method_config(spec, load_config())
+    assert cfg.predictor.augment == ["flip", "shift"] and cfg.predictor.norm == "batch"
+    assert method_folder(spec) == "target_only-augment=[flip,shift]-norm=batch"
 
 
 def test_demo_refuses_an_existing_folder(tmp_path: Path) -> None:

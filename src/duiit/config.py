@@ -153,11 +153,12 @@ class PredictorConfig(_Strict):
         description="regression loss on standardised labels (classes: cross-entropy). DUIIT's "
         "task gradient into G is always the MSE in label units, as the paper's L_pred",
     )
-    augment: list[Literal["flip", "affine", "intensity"]] = Field(
+    augment: list[Literal["flip", "shift", "affine", "intensity"]] = Field(
         ["flip", "affine"],
         description="training-time augmentation of every image the predictor learns from: "
-        "flip (left-right), affine (rotation 10 degrees, shift 6 %, scale 0.9-1.1), intensity "
-        "(brightness/contrast jitter); never at validation or test time",
+        "flip (left-right), shift (rotation 10 degrees, shift 6 %: a head keeps its size in "
+        "pixels), affine (shift + scale 0.9-1.1), intensity (brightness/contrast jitter); "
+        "never at validation or test time",
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head")
     mixup: float = Field(

@@ -259,6 +259,7 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 _SPEC = re.compile(r"^\s*(\w+)\s*(?:\[(.*)\])?\s*$")
+_TOP_LEVEL_COMMA = re.compile(r",(?![^\[]*\])")
 
 
 def parse_method(spec: str) -> tuple[str, list[str]]:
@@ -269,7 +270,8 @@ def parse_method(spec: str) -> tuple[str, list[str]]:
     if match is None:
         raise DuiitError(f"method {spec!r} is not of the form name or name[key=value, ...]")
     name, inner = match.group(1), match.group(2) or ""
-    items = [i for i in (part.strip() for part in inner.split(",")) if i]
+    # Commas inside a list value (`augment=[flip, shift]`) do not separate settings.
+    items = [i for i in (part.strip() for part in _TOP_LEVEL_COMMA.split(inner)) if i]
     return name, [qualify(i, f"method {spec!r}") for i in items]
 
 
@@ -295,5 +297,5 @@ def method_config(spec: str, cfg: Config) -> Config:
 def method_folder(spec: str) -> str:
     """A run-folder name: `duiit[lambda_pred=0.01]` -> `duiit-lambda_pred=0.01`."""
     name, overrides = parse_method(spec)
-    parts = [o.split(".", 1)[1].replace("/", "_") for o in overrides]
+    parts = [o.split(".", 1)[1].replace("/", "_").replace(" ", "") for o in overrides]
     return "-".join([name, *parts])

@@ -73,6 +73,8 @@ def augmentation(p: PredictorConfig) -> Callable[[torch.Tensor], torch.Tensor] |
         parts.append(K.RandomHorizontalFlip())
     if "affine" in p.augment:
         parts.append(K.RandomAffine(degrees=10.0, translate=(0.06, 0.06), scale=(0.9, 1.1)))
+    elif "shift" in p.augment:  # no scaling: where a head's size in pixels carries the label
+        parts.append(K.RandomAffine(degrees=10.0, translate=(0.06, 0.06)))
     if "intensity" in p.augment:
         parts.append(K.ColorJiggle(brightness=0.1, contrast=0.15, p=0.8))
     if not parts:
