@@ -22,7 +22,7 @@ from duiit.methods import FittedModel
 from duiit.methods.base import Batches, LabelCodec, predictor_selection
 from duiit.methods.classical import FeatureModel, fit_feature_model, image_features
 from duiit.methods.predictor_task import Group, PredictorTask
-from duiit.methods.recipe import build_predictor, lr_factor, mixup
+from duiit.methods.recipe import augmentation, build_predictor, lr_factor, mixup
 from duiit.training.runtime import Runtime
 
 
@@ -50,6 +50,24 @@ def test_training_batches_are_augmented_as_the_recipe_says() -> None:
         mirrored = (x == raw.flip(-1)).flatten(1).all(1)
         assert bool((same | mirrored).all())
         assert bool((~same).any()) is expect_flips
+
+
+def test_shift_moves_a_head_without_changing_its_size_and_affine_scales_it() -> None:
+    """`shift` keeps a head's area in pixels (where size carries age); `affine` scales it."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disk = torch.where((yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 15**2, 1.0, -1.0)
+    batch = disk.expand(64, 1, 64, 64)
+
+    def areas(kind: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        cfg = load_config(overrides=[f"predictor.augment=[{kind}]"])
+        out = augmentation(cfg.predictor)(batch)
+        assert not torch.equal(out, batch)  # it moved the head
+        return ((out > 0).sum(dim=(1, 2, 3)) / (disk > 0).sum()).float()
+
+    shifted, scaled = areas("shift"), areas("affine")
+    assert (shifted - 1).abs().max() < 0.05, shifted
+    assert (scaled - 1).abs().max() > 0.1, scaled
 
 
 def test_validation_and_prediction_see_images_unaugmented() -> None:
