@@ -118,6 +118,7 @@ def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
 # here, which would install it in the test process too).
 FAULTS = Path(__file__).with_name("faults")
 FAULT = "FAULT"
+KILL = "KILL"  # holding N: the process running that run SIGKILLs itself its first N starts
 
 
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.

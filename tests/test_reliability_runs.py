@@ -28,6 +28,7 @@ import yaml
 from helpers import (
     FAULT,
     FAULTS,
+    KILL,
     TINY,
     assert_one_line_error,
     cli,
@@ -599,6 +600,33 @@ def test_a_run_raising_a_fault_does_not_stop_the_others(
     assert res.code == 0, res.err
     assert sorted(pd.read_csv(out / "runs.csv")["method"]) == ["duiit", "target_only"]
     assert not (victim / ERROR_FILE).exists()
+
+
+@pytest.mark.parametrize("kills", [1, 3])
+def test_a_worker_killed_mid_run_neither_ends_the_grid_nor_loses_the_others(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kills: int
+) -> None:
+    """A worker process of `--workers 2` is SIGKILLed in a run (as the out-of-memory killer
+    would): the pool is broken, every run it held is lost with it. Those runs start again on
+    fresh workers; a run that takes its worker down every time (twice on a pool, once
+    alone) fails with one line that says so, and the others finish."""
+    out = tmp_path / "exp"
+    victim = out / "runs" / "MIX-CT-MRI" / "duiit" / "split-00"
+    victim.mkdir(parents=True)
+    (victim / KILL).write_text(str(kills))
+    monkeypatch.setenv("PYTHONPATH", str(FAULTS))  # for the spawned worker processes
+    res = experiment(write_experiment(data), out, "--workers", "2")
+    if kills == 1:
+        assert res.code == 0, res.err
+        assert sorted(pd.read_csv(out / "runs.csv")["method"]) == ["duiit", "target_only"]
+        return
+    assert_one_line_error(
+        res,
+        "1 run(s) failed, the others of the 2 finished",
+        "(runs/MIX-CT-MRI/duiit/split-00: its worker process died each time it ran (killed, "
+        "e.g. by the out-of-memory killer",
+    )
+    assert list(pd.read_csv(out / "runs.csv")["method"]) == ["target_only"]
 
 
 # ------------------------------------------------------------------ report

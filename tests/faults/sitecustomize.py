@@ -3,12 +3,17 @@
 started so. A run whose folder holds a file `FAULT` raises, as it starts, a RuntimeError
 with that file's text ("CUDA out of memory. ..."), as a run hitting a fault in a library
 would: in the worker process, on duiit's own path from the backend to the run, where a mock
-in the test process would not reach. Python imports this module at start-up; it patches
-`duiit.runs.execute` once duiit imports it, and changes nothing else."""
+in the test process would not reach. A file `KILL` holding a number N: the process running
+that run kills itself with SIGKILL (as the kernel's out-of-memory killer would), the first
+N times the run starts (the number left is written back before each kill). Python imports
+this module at start-up; it patches `duiit.runs.execute` once duiit imports it, and changes
+nothing else."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
@@ -18,13 +23,17 @@ from types import ModuleType
 from typing import Any
 
 FAULT = "FAULT"
+KILL = "KILL"
 
 
 def _faulty(execute: Any) -> Any:
     def execute_or_fail(run_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        fault = Path(run_dir) / FAULT
+        fault, kill = Path(run_dir) / FAULT, Path(run_dir) / KILL
         if fault.exists():
             raise RuntimeError(fault.read_text())
+        if kill.exists() and int(kill.read_text()) > 0:
+            kill.write_text(str(int(kill.read_text()) - 1))
+            os.kill(os.getpid(), signal.SIGKILL)
         return execute(run_dir, *args, **kwargs)
 
     return execute_or_fail

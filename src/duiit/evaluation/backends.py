@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Generator, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -64,18 +65,21 @@ class LocalPool:
 
     def __enter__(self) -> LocalPool:
         if self.workers > 1:
-            ctx = mp.get_context("spawn")
-            devices = ctx.Queue()
-            for d in _devices(self.job, self.workers):
-                devices.put(d)
-            threads = max(1, torch.get_num_threads() // self.workers)
-            self.pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(self.job, threads, devices),
-            )
+            self.pool = self._start()
         return self
+
+    def _start(self) -> ProcessPoolExecutor:
+        ctx = mp.get_context("spawn")
+        devices = ctx.Queue()
+        for d in _devices(self.job, self.workers):
+            devices.put(d)
+        threads = max(1, torch.get_num_threads() // self.workers)
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(self.job, threads, devices),
+        )
 
     def __exit__(self, *exc_info: Any) -> None:
         if self.pool is not None:
@@ -85,13 +89,45 @@ class LocalPool:
         return f" with {self.workers} workers" if self.workers > 1 else ""
 
     def run_cells(self, cells: list[Cell], out: Path) -> Iterator[Outcome]:
+        """A worker process that dies (killed by the out-of-memory killer, a crash in native
+        code) breaks the whole pool, and every run it held, started or queued, is lost with
+        it. Those runs start again on a fresh pool (each resumes from its last checkpoint);
+        if the pool breaks again, the runs it lost go one at a time, so that a run that
+        takes its worker down is found, and is that run's failure alone."""
         if self.pool is None:
             for cell in cells:
                 yield run_cell(self.job, cell, out)
             return
-        futures: list[Future[Outcome]] = [self.pool.submit(_pool_cell, c, out) for c in cells]
+        pending = list(cells)
+        for _ in range(2):
+            pending = yield from self._on_pool(pending, out)
+            if not pending:
+                return
+        for cell in pending:
+            if (yield from self._on_pool([cell], out)):
+                yield Outcome(cell, error=WORKER_DIED)
+
+    def _on_pool(self, cells: list[Cell], out: Path) -> Generator[Outcome, None, list[Cell]]:
+        """Run `cells` on the pool, yielding their outcomes; the cells a broken pool lost
+        (the pool then replaced by a fresh one)."""
+        assert self.pool is not None
+        futures = {self.pool.submit(_pool_cell, c, out): c for c in cells}
+        lost = []
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                lost.append(futures[fut])
+        if lost:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = self._start()
+        return lost
+
+
+WORKER_DIED = (
+    "its worker process died each time it ran (killed, e.g. by the out-of-memory killer, or "
+    "crashed in native code); give it more memory (fewer --workers) or look at the system log"
+)
 
 
 def _devices(job: Job, workers: int) -> list[str | None]:
