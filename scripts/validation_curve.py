@@ -35,16 +35,22 @@ def curves(experiment: Path, method: str) -> pd.DataFrame:
         wide = m[m["name"].isin(["val_selection", "val_mae"])].pivot(
             index="step", columns="name", values="value"
         )
-        frames.append(wide.assign(split=path.parent.name).reset_index())
+        wide = wide.reset_index()
+        frames.append(wide.assign(split=path.parent.name, evaluation=range(len(wide))))
     if not frames:
         sys.exit(f"{experiment} holds no {method} run with metrics.csv")
     return pd.concat(frames, ignore_index=True)
 
 
 def summarise(experiment: Path, method: str, tolerance: float) -> tuple[pd.DataFrame, dict]:
+    """Mean and sd over splits of each evaluation (the k-th of every split), at its mean
+    step: a predictor evaluated once a pass reaches step k*pass at a pass length of its
+    split's own, so grouping by step would average different splits at nearby steps."""
     c = curves(experiment, method)
-    g = c.groupby("step")
-    mean, sd = g[["val_selection", "val_mae"]].mean(), g[["val_selection", "val_mae"]].std()
+    g = c.groupby("evaluation")
+    cols = ["val_selection", "val_mae"]
+    mean = g[cols].mean().set_index(g["step"].mean().round().astype(int).rename("step"))
+    sd = g[cols].std().set_index(mean.index)
     best = int(mean["val_selection"].idxmin())
     facts = {
         "experiment": experiment.name,

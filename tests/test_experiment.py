@@ -263,6 +263,11 @@ def test_method_variant_errors() -> None:
         load_method("duiit[lambda_pred=-1]")
     with pytest.raises(DuiitError, match="not of the form"):
         load_method("duiit[lambda_pred=1")
+    with pytest.raises(
+        DuiitError,
+        match=r"'epochs' is in more than one section: give predictor\.epochs or train\.epochs",
+    ):
+        load_method("target_only[epochs=24]")
 
 
 def test_a_variant_takes_a_list_value() -> None:

@@ -311,8 +311,11 @@ def qualify(item: str, origin: str) -> str:
     if "." in key:
         return f"{key}={value.strip()}"
     sections = [name for name, f in Config.model_fields.items() if key in f.annotation.model_fields]
-    if len(sections) != 1:
-        known = sorted(k for f in Config.model_fields.values() for k in f.annotation.model_fields)
+    if len(sections) > 1:
+        named = " or ".join(f"{s}.{key}" for s in sections)
+        raise DuiitError(f"{origin}: setting {key!r} is in more than one section: give {named}")
+    if not sections:
+        known = sorted({k for f in Config.model_fields.values() for k in f.annotation.model_fields})
         raise DuiitError(f"{origin}: unknown setting {key!r}; known: {', '.join(known)}")
     return f"{sections[0]}.{key}={value.strip()}"
 

@@ -82,13 +82,23 @@ def error_bars(summary: pd.DataFrame, metric: str, settings: list[str], path: Pa
 
 
 def predicted_vs_true(frames: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Scatter of predictions against labels on the test patients, one panel per method."""
+    """Predictions against labels on the test patients, one panel per method: each slice
+    (faint) and each patient's mean over its slices, with their spread (± sd), which is
+    what a patient-level score averages."""
     fig, axes = plt.subplots(1, len(frames), figsize=(3.4 * len(frames), 3.2), squeeze=False)
     for ax, (name, df) in zip(axes[0], frames.items(), strict=True):
-        ax.scatter(df["label"], df["prediction"], s=10, alpha=0.7)
+        ax.scatter(df["label"], df["prediction"], s=6, alpha=0.25, label="slice")
+        patients = df.groupby("patient_id").agg(
+            label=("label", "first"), mean=("prediction", "mean"), sd=("prediction", "std")
+        )
+        ax.errorbar(
+            patients["label"], patients["mean"], yerr=patients["sd"].fillna(0), fmt="s",
+            ms=4, color="black", ecolor="grey", elinewidth=1, label="patient (mean ± sd)",
+        )  # fmt: skip
         lo, hi = float(df["label"].min()), float(df["label"].max())
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("true")
         ax.set_ylabel("predicted")
+        ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
