@@ -174,24 +174,62 @@ def test_each_source_gets_lambda_of_its_own_mean_and_the_predictor_its_recipe_lo
     )
     assert_difference(coupled, uncoupled, expected, lam)
     losses, out = task.generator_losses(*data)
-    fakes = torch.cat([out.fakes["MRI"], out.fakes["PET"]]).detach()
+    k = task.shares  # each source's share of P's batch: the first k of G's translations
+    assert sum(k.values()) == task.cfg.predictor.batch_size  # source_share 0.5
+    fakes = torch.cat([out.fakes[m][: k[m]] for m in ys]).detach()
     p_loss = F.l1_loss(
-        task.predictor(torch.cat([x, fakes])), torch.cat([rx, ys["MRI"][1], ys["PET"][1]])
+        task.predictor(torch.cat([x, fakes])), torch.cat([rx, *(ys[m][1][: k[m]] for m in ys)])
     )
     torch.testing.assert_close(losses["pred"], p_loss)
 
 
-def test_the_joint_predictor_learns_from_its_own_batch_of_real_images(cohorts) -> None:
+@pytest.mark.parametrize("weight", [0.0, 0.5, 3.0])
+def test_translated_images_weigh_source_weight_in_the_predictors_loss(cohorts, weight) -> None:
+    """P's loss is a weighted mean: real images weigh 1, translations `source_weight`
+    (0: P learns from the real images alone, while G still gets its task gradient)."""
+    task = make_task(
+        cohorts, "predictor.loss=mse", f"predictor.source_weight={weight}", "train.precision=fp32"
+    )
+    x, rx, ys = batch(task)
+    losses, out = task.generator_losses(x, rx, ys)
+    fake, labels = (
+        out.fakes["MRI"][: task.shares["MRI"]].detach(),
+        ys["MRI"][1][: task.shares["MRI"]],
+    )
+    real_se = (task.predictor(x).flatten() - rx.flatten()) ** 2
+    fake_se = (task.predictor(fake).flatten() - labels.flatten()) ** 2
+    expected = (real_se.sum() + weight * fake_se.sum()) / (len(real_se) + weight * len(fake_se))
+    torch.testing.assert_close(losses["pred"], expected)
+    assert losses["task"] > 0
+
+
+@pytest.mark.parametrize(("share", "translated"), [(0.5, 12), (0.25, 4), (0.0, 0)])
+def test_the_joint_predictor_learns_from_its_own_batch_and_its_share_of_translations(
+    cohorts, share, translated
+) -> None:
     """The recipe's batch in the joint loop: P sees predictor.batch_size real target images
-    (augmented) and the translator's batch of translations of each source, while the
-    translator keeps its own (smaller) batch."""
-    task = make_task(cohorts, "predictor.batch_size=12", "predictor.augment=[flip]")
+    (augmented) and `source_share` of its batch in translations (the translator's n, then
+    more translated without gradient), while the translator keeps its own (smaller) batch
+    and G's task term scores the translator's n alone."""
+    task = make_task(
+        cohorts,
+        "predictor.batch_size=12",
+        "predictor.augment=[flip]",
+        f"predictor.source_share={share}",
+    )
     seen: list[int] = []
     task.predictor.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    made: list[int] = []
+    task.translator.nets.G["MRI"].register_forward_hook(
+        lambda mod, inp, out: made.append(inp[0].shape[0])
+    )
     task.train_step(0)
     n = task.cfg.train.batch_size
-    assert seen[0] == 12 + n  # real images for P, then n translations of MRI
-    assert seen[1:] == [n]  # G's task term: the translations alone
+    assert seen[0] == 12 + translated  # real images for P, then its share of translations
+    assert seen[1:] == [n]  # G's task term: the translator's translations alone
+    # G maps the translator's n sources, then n images of each of its cycle and identity
+    # terms, then (only when P's share exceeds n) the rest of P's share, without gradient.
+    assert made == [n, n, n] + ([translated - n] if translated > n else [])
 
 
 def test_gs_task_term_leaves_the_predictors_batch_statistics_to_its_own_pass(cohorts) -> None:

@@ -11,7 +11,15 @@ from torch import nn
 
 from duiit.evaluation.metrics import classification_metrics, regression_metrics
 from duiit.evaluation.quality import fid
-from duiit.evaluation.stats import compare, comparisons, setting_order, summary, verdict
+from duiit.evaluation.stats import (
+    compare,
+    comparisons,
+    equivalence,
+    setting_order,
+    summary,
+    verdict,
+)
+from duiit.report.tables import translator_table
 
 
 def test_corrected_resampled_ttest_matches_hand_computation() -> None:
@@ -210,3 +218,40 @@ def test_selected_steps_reads_the_kept_checkpoint(tmp_path) -> None:
         )
     row = module.selected_steps(tmp_path).loc[("MIX-CT-MRI", "duiit")]
     assert (row["runs"], row["min"], row["max"], row["of"]) == (2, 100, 150, 200)
+
+
+def test_equivalence_interval_by_hand_and_its_three_verdicts() -> None:
+    """The 90 % interval of the mean difference with the corrected variance, against ±10 %
+    of the reference's mean: inside (equivalent), wholly outside (not equivalent), or
+    straddling the margin (cannot tell)."""
+    ref = pd.Series([100.0, 110, 90, 105, 95], index=range(5))
+    near = ref + pd.Series([1.0, -2, 3, 0, -1], index=range(5))
+    e = equivalence(ref, near, ratio=0.156)
+    diff = np.array([1.0, -2, 3, 0, -1])
+    half = stats.t.ppf(0.95, df=4) * np.sqrt((1 / 5 + 0.156) * diff.var(ddof=1))
+    assert (e.n, e.margin) == (5, pytest.approx(10.0))
+    assert (e.low, e.high) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert e.verdict == "equivalent"
+    assert equivalence(ref, ref * 1.5, ratio=0.156).verdict == "not equivalent"
+    noisy = ref + pd.Series([30.0, -25, 20, -30, 10], index=range(5))
+    assert equivalence(ref, noisy, ratio=0.156).verdict == "cannot tell"
+    assert equivalence(ref, near, ratio=0.0).high < e.high  # the correction only widens
+
+
+def test_translator_table_pairs_each_translator_variant_with_its_method() -> None:
+    """`duiit[translator=fastcut]` is set beside `duiit` in its setting (with minutes per
+    run); a variant whose plain method did not run, or with other settings, is not."""
+    runs = _results(
+        {
+            ("MIX", "duiit", "MRI"): [100.0, 110, 90, 105, 95],
+            ("MIX", "duiit[translator=fastcut]", "MRI"): [101.0, 108, 93, 105, 94],
+            ("MIX", "cyclegan[translator=cut]", "MRI"): [100.0, 100, 100, 100, 100],
+            ("MIX", "duiit[lambda_pred=0.01]", "MRI"): [100.0, 100, 100, 100, 100],
+        }
+    )
+    runs["fit_seconds"] = np.where(runs["method"] == "duiit", 600.0, 120.0)
+    table = translator_table(runs)
+    assert table["method"].tolist() == ["duiit[translator=fastcut]"]
+    row = table.iloc[0]
+    assert (row["vs"], row["n"], row["verdict"]) == ("duiit", 5, "equivalent")
+    assert (row["min/run (vs)"], row["min/run (this)"]) == (10.0, 2.0)

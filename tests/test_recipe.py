@@ -19,9 +19,15 @@ from duiit.config import load_config
 from duiit.data.cohort import Cohort
 from duiit.errors import DuiitError
 from duiit.methods import FittedModel
-from duiit.methods.base import Batches, LabelCodec, predictor_selection
+from duiit.methods.base import (
+    Batches,
+    LabelCodec,
+    label_match_weights,
+    predictor_selection,
+    source_batches,
+)
 from duiit.methods.classical import FeatureModel, fit_feature_model, image_features
-from duiit.methods.predictor_task import Group, PredictorTask
+from duiit.methods.predictor_task import Group, PredictorTask, batch_plan, modality_groups
 from duiit.methods.recipe import augmentation, build_predictor, lr_factor, mixup
 from duiit.training.runtime import Runtime
 
@@ -43,7 +49,7 @@ def test_training_batches_are_augmented_as_the_recipe_says() -> None:
         task = _task([f"predictor.augment={augment}", "predictor.batch_size=16"])
         group = task.groups[0]
         state = task.gen.get_state()
-        x, _ = task.batch(group)
+        x, _ = task.batch(group, 16)
         task.gen.set_state(state)
         raw, _ = group.batches.sample(task.gen, 16)
         same = (x == raw).flatten(1).all(1)
@@ -280,3 +286,102 @@ def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes
     assert 0.0 <= res["metrics"]["accuracy"] <= 1.0
     predicted = pd.read_csv(tmp_path / "cls" / "test_predictions.csv")["prediction"]
     assert set(predicted) <= {0, 1}  # class indices, as for every method
+
+
+def _mixed_task(overrides: list[str], sources: int = 2) -> PredictorTask:
+    """A predictor task on a target and `sources` raw sources, grouped as MTL, DANN and
+    translate-then-train group them."""
+    cfg = load_config(
+        overrides=[*TINY, "predictor.batch_size=12", "predictor.augment=[]", *overrides]
+    )
+    target = noise_cohort("CT", 0, n=24)
+    others = [noise_cohort(f"S{k}", k + 1, n=24) for k in range(sources)]
+    rt = Runtime.create("cpu", "fp32")
+    codec = LabelCodec.fit(target)
+    groups = modality_groups(target, others, codec, cfg, rt)
+    return PredictorTask(groups, Batches(target, codec, rt), cfg, rt, codec)
+
+
+@pytest.mark.parametrize(
+    ("share", "sizes"), [(0.5, [12, 6, 6]), (0.25, [12, 2, 2]), (0.2, [12, 2, 1]), (0.0, [12])]
+)
+def test_sources_take_their_share_of_each_batch(share: float, sizes: list[int]) -> None:
+    """Beside batch_size real target images the sources share `source_share` of the whole
+    batch (0.5: as many as the real ones), split evenly; at 0 they are left out."""
+    task = _mixed_task([f"predictor.source_share={share}"])
+    seen: list[int] = []
+    task.predictor.backbone.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    task.train_step(0)
+    assert [n for n, _ in task.plan] == sizes and seen == [sum(sizes)]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 2.0])
+def test_a_source_image_weighs_source_weight_in_the_predictors_loss(weight: float) -> None:
+    """The predictor's loss is a weighted mean over images (real 1, source `source_weight`):
+    at weight 0 the sources' images are scored but teach nothing."""
+    task = _mixed_task([f"predictor.source_weight={weight}", "predictor.loss=mse"], sources=1)
+    gen_state = task.gen.get_state()
+    batches = [task.batch(g, n) for g, (n, _) in zip(task.groups, task.plan, strict=True)]
+    task.gen.set_state(gen_state)
+    se = [((task.predictor(x).flatten() - y.flatten()) ** 2).detach() for x, y in batches]
+    expected = (se[0].sum() + weight * se[1].sum()) / (len(se[0]) + weight * len(se[1]))
+    logged = task.train_step(0)["pred"]
+    torch.testing.assert_close(logged, expected)
+
+
+def test_tl_pretraining_on_sources_alone_gives_each_a_full_batch() -> None:
+    """With no target group (TL's pre-training) each source takes batch_size, weight 1."""
+    cfg = load_config(overrides=[*TINY, "predictor.batch_size=8", "predictor.source_weight=0"])
+    groups = modality_groups(
+        None,
+        [noise_cohort("A", 1), noise_cohort("B", 2)],
+        LabelCodec.fit(noise_cohort("CT", 0)),
+        cfg,
+        Runtime.create("cpu", "fp32"),
+    )
+    assert batch_plan(groups, cfg.predictor) == [(8, 1.0), (8, 1.0)]
+
+
+def _labelled(name: str, labels: list[float]) -> Cohort:
+    cohort = noise_cohort(name, 0, n=len(labels), size=8)
+    cohort.labels = torch.tensor(labels, dtype=torch.float32)
+    return cohort
+
+
+def test_matched_sources_follow_the_targets_labels_where_they_cover_them() -> None:
+    """A source of adults (20-80, uniform) drawn for a target half children (0-18) and half
+    adults (30-50): matched draws spread evenly over the 6 target deciles that the source
+    reaches (the 5th spans 16-32, the gap between the two), none above 50, and the warning
+    says that the source covers 60 % of the target's labels."""
+    rng = np.random.default_rng(0)
+    target = _labelled("CT", [*rng.uniform(0, 18, 200), *rng.uniform(30, 50, 200)])
+    source = _labelled("MRI", list(rng.uniform(20, 80, 2000)))
+    cfg = load_config(overrides=[*TINY, "predictor.match_labels=true"])
+    rt = Runtime.create("cpu", "fp32")
+    codec = LabelCodec.fit(target)
+    with pytest.warns(UserWarning, match="cover 60% of the target's"):
+        batches = source_batches(source, target, codec, cfg, rt)
+    _, labels = batches.sample(torch.Generator().manual_seed(0), 20_000)
+    years = codec.decode(labels).numpy()
+    edges = np.quantile(target.labels.numpy(), np.linspace(0, 1, 11)[1:-1])
+    assert years.min() >= 20 and years.max() <= target.labels.max()  # none beyond its range
+    shares = np.bincount(np.digitize(years, edges), minlength=10)[4:] / len(years)
+    np.testing.assert_allclose(shares, 1 / 6, atol=0.02)  # the deciles it reaches alike
+    unmatched = Batches(source, codec, rt).sample(torch.Generator().manual_seed(0), 20_000)[1]
+    assert (codec.decode(unmatched).numpy() > 50.5).mean() > 0.4  # without matching
+
+
+def test_matched_classes_follow_the_targets_class_shares() -> None:
+    """Classes: a source 20 % class 0 drawn for a target 80 % class 0 gives ~80 % class 0."""
+
+    def classes(name: str, labels: list[int]) -> Cohort:
+        cohort = noise_cohort(name, 0, n=len(labels), size=8)
+        cohort.labels, cohort.classes = torch.tensor(labels), ("a", "b")
+        return cohort
+
+    target = classes("CT", [0] * 80 + [1] * 20)
+    source = classes("MRI", [0] * 20 + [1] * 80)
+    weights, covered = label_match_weights(source, target)
+    assert covered == 1.0
+    draws = np.random.default_rng(0).choice(len(weights), 20_000, p=weights)
+    assert abs((source.labels.numpy()[draws] == 0).mean() - 0.8) < 0.02

@@ -106,6 +106,31 @@ def test_classification_labels_share_indices_across_manifests(tmp_path: Path) ->
     assert t.labels.tolist() == [2, 1] and s.labels.tolist() == [0]
 
 
+def test_near_empty_source_slices_are_left_out_and_the_target_never(tmp_path: Path) -> None:
+    """`data.source_min_foreground` drops source slices holding less head than it (a disk
+    of 3 % of the image) and keeps larger ones (44 %); the target keeps its small one; a
+    threshold no source slice reaches is one clear error."""
+    yy, xx = np.mgrid[:32, :32]
+    for name, r in (("small", 3), ("large", 12), ("large2", 12)):
+        disk = ((yy - 16) ** 2 + (xx - 16) ** 2 <= r * r).astype(np.float32) * 100
+        np.save(tmp_path / f"{name}.npy", disk)
+    write_manifest(tmp_path / "ct.csv", ["small.npy,1,c1", "large.npy,2,c2"])
+    write_manifest(tmp_path / "mri.csv", ["small.npy,3,m1", "large.npy,4,m2", "large2.npy,5,m3"])
+    t, [s] = load_cohorts(
+        tmp_path / "ct.csv",
+        [tmp_path / "mri.csv"],
+        DataConfig(image_size=32, source_min_foreground=0.1),
+    )
+    assert len(t) == 2 and s.labels.tolist() == [4, 5]
+    np.testing.assert_allclose(t.foreground(), [29 / 1024, 441 / 1024], atol=0.01)
+    with pytest.raises(DuiitError, match=r"mri.csv: no MRI slice has a head covering 50%"):
+        load_cohorts(
+            tmp_path / "ct.csv",
+            [tmp_path / "mri.csv"],
+            DataConfig(image_size=32, source_min_foreground=0.5),
+        )
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -58,6 +58,14 @@ class DataConfig(_Strict):
         description="at most this many images per patient, evenly spaced through its slices "
         "(ends excluded); 0 keeps all. Evens out patients with whole stacks beside single slices",
     )
+    source_min_foreground: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="sources only: leave out source slices whose head covers less than this "
+        "share of the image (the near-empty ends of whole MRI stacks); the target is never "
+        "filtered, so its test set stays as given",
+    )
     split_by: Literal["patient", "image"] = "patient"
     disjoint_patients: bool = Field(True, description="refuse a patient id in two modalities")
     task: Literal["auto", "regression", "classification"] = "auto"
@@ -133,8 +141,9 @@ class PredictorConfig(_Strict):
     epochs: int = Field(
         12,
         ge=1,
-        description="passes over the largest training group at batch_size (predictor stages; "
-        "in DUIIT's joint loop the translator's train.steps decide)",
+        description="passes over the real target training images at batch_size (predictor "
+        "stages; TL's pre-training: over the largest source; in DUIIT's joint loop the "
+        "translator's train.steps decide)",
     )
     steps: int = Field(0, ge=0, description="predictor-stage steps; 0: epochs x passes")
     optimizer: Literal["adam", "adamw"] = "adamw"
@@ -163,6 +172,27 @@ class PredictorConfig(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head")
     mixup: float = Field(
         0.0, ge=0, description="mixup alpha (regression: images and labels mixed); 0: off"
+    )
+    source_share: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="share of each predictor batch made of source images (translated, or raw "
+        "for MTL/DANN) beside the batch_size real target images, split evenly among the "
+        "sources: 0.5 adds batch_size of them, 0.25 a third of it, 0 none; the same in DUIIT's "
+        "joint loop and in translate-then-train",
+    )
+    source_weight: float = Field(
+        1.0,
+        ge=0,
+        description="loss weight of a source image relative to a real target image in the "
+        "predictor's loss (a weighted mean); DUIIT's task gradient into G is not affected",
+    )
+    match_labels: bool = Field(
+        False,
+        description="draw source images so that their labels follow the target training set's "
+        "distribution (regression: the target's label deciles; classes: its class shares); "
+        "reweights what the sources cover, cannot create labels they lack",
     )
 
 

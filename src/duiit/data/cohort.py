@@ -80,6 +80,15 @@ class Cohort:
             keep.extend(evenly_spaced(np.flatnonzero(self.patient_ids == pid).tolist(), n))
         return self.subset(sorted(keep))
 
+    def foreground(self) -> np.ndarray:
+        """Each image's share of pixels above the background (-1 after normalisation, with a
+        margin of 2.5 % of the range): how much head a slice holds."""
+        return (self.images.float() > -0.95).flatten(1).float().mean(1).numpy()
+
+    def with_foreground(self, least: float) -> Cohort:
+        """The images whose foreground share is at least `least` (0 keeps everything)."""
+        return self if least <= 0 else self.subset(np.flatnonzero(self.foreground() >= least))
+
     def files(self) -> list[Path]:
         """Each image's file, resolved (a manifest's paths are relative to its folder)."""
         return [

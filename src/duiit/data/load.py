@@ -245,7 +245,15 @@ def load_cohorts(
         )
     src: list[Cohort] = []
     for path in sources:
-        src.extend(load_manifest(path, cfg, quiet, classes))
+        for cohort in load_manifest(path, cfg, quiet, classes):
+            kept = cohort.with_foreground(cfg.source_min_foreground)
+            if len(kept) == 0:
+                raise DuiitError(
+                    f"{path}: no {cohort.modality} slice has a head covering "
+                    f"{cfg.source_min_foreground:.0%} of the image "
+                    "(data.source_min_foreground); lower it"
+                )
+            src.append(kept)
     names = [c.modality for c in [targets[0], *src]]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -71,6 +71,48 @@ def compare(ours: pd.Series, other: pd.Series, ratio: float) -> Comparison:
     )
 
 
+@dataclass(frozen=True)
+class Equivalence:
+    """Is `other` as good as `reference` within a margin? The corrected interval of the
+    per-split difference (other - reference) against +-margin (two one-sided tests at
+    (1 - level) / 2 each: the interval inside the margin shows equivalence)."""
+
+    n: int
+    mean_diff: float
+    low: float
+    high: float
+    margin: float
+    verdict: str  # equivalent / not equivalent / cannot tell
+
+
+def equivalence(
+    reference: pd.Series, other: pd.Series, ratio: float, share: float = 0.1, level: float = 0.9
+) -> Equivalence:
+    """The `level` interval of the mean per-split difference with the corrected variance
+    (1/n + ratio) * var, n - 1 degrees of freedom, against a margin of `share` of the
+    reference's mean: `equivalent` when the interval lies inside +-margin, `not equivalent`
+    when it lies wholly outside, otherwise `cannot tell` (too few or too noisy splits)."""
+    shared = reference.dropna().index.intersection(other.dropna().index)
+    diff = other.loc[shared].to_numpy(float) - reference.loc[shared].to_numpy(float)
+    n = len(diff)
+    margin = share * float(reference.loc[shared].mean()) if n else math.nan
+    if n < 2:
+        return Equivalence(
+            n, float(diff.mean()) if n else math.nan, math.nan, math.nan, margin, "cannot tell"
+        )
+    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * math.sqrt(
+        (1.0 / n + ratio) * float(np.var(diff, ddof=1))
+    )
+    low, high = float(diff.mean()) - half, float(diff.mean()) + half
+    if -margin < low and high < margin:
+        word = "equivalent"
+    elif low >= margin or high <= -margin:
+        word = "not equivalent"
+    else:
+        word = "cannot tell"
+    return Equivalence(n, float(diff.mean()), low, high, margin, word)
+
+
 def holdout_ratio(results: pd.DataFrame) -> float:
     """n_test / n_train of the target split (median over runs: patient-level splits vary a
     little from split to split), the correction's overlap term."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from duiit.config import Config, qualify, with_overrides
+from duiit.config import Config, PredictorConfig, qualify, with_overrides
 from duiit.data.cohort import Cohort
 from duiit.errors import DuiitError
 from duiit.evaluation.metrics import prediction_metrics
@@ -86,25 +87,101 @@ class Batches:
     sliced there, so no per-step host work beyond drawing indices from a CPU generator."""
 
     def __init__(
-        self, cohort: Cohort, codec: LabelCodec, rt: Runtime, images: torch.Tensor | None = None
+        self,
+        cohort: Cohort,
+        codec: LabelCodec,
+        rt: Runtime,
+        images: torch.Tensor | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.images = (cohort.images if images is None else images).to(rt.device)
         self.labels = codec.encode(cohort.labels).to(rt.device)
         self.patient_ids = cohort.patient_ids
         self.rt = rt
+        # Sampling weights (label matching); None: uniform.
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def sample(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch of n; under torchrun every process draws the same global batch of
-        n x processes and keeps its own slice, so N processes equal one with N times n."""
+        """A random batch of n (with replacement, by `weights` when given); under torchrun
+        every process draws the same global batch of n x processes and keeps its own slice,
+        so N processes equal one with N times n."""
         rt = self.rt
-        idx = torch.randint(len(self), (n * rt.world,), generator=gen)[
-            rt.rank * n : (rt.rank + 1) * n
-        ]
+        if self.weights is None:
+            draw = torch.randint(len(self), (n * rt.world,), generator=gen)
+        else:
+            draw = torch.multinomial(self.weights, n * rt.world, replacement=True, generator=gen)
+        idx = draw[rt.rank * n : (rt.rank + 1) * n]
         idx = idx.to(rt.device, non_blocking=True)
         return rt.batch(self.images[idx]), self.labels[idx]
+
+
+def label_match_weights(source: Cohort, target: Cohort) -> tuple[np.ndarray, float]:
+    """Sampling weights under which the source's labels follow the target's distribution
+    (regression: the target's label deciles; classes: its class shares), and the share of
+    the target's labels that the source covers at all: reweighting cannot create labels
+    the source lacks (adult MRI cannot stand in for CT's children). Source labels beyond
+    the target's range are never drawn."""
+    if target.is_classification:
+        tb, sb = target.labels.numpy().astype(int), source.labels.numpy().astype(int)
+        bins, outside = len(target.classes or ()), np.zeros(len(sb), bool)
+    else:
+        tl, sl = target.labels.double().numpy(), source.labels.double().numpy()
+        edges = np.quantile(tl, np.linspace(0, 1, 11)[1:-1])
+        tb, sb = np.digitize(tl, edges), np.digitize(sl, edges)
+        bins, outside = 10, (sl < tl.min()) | (sl > tl.max())  # beyond the target's range
+    t = np.bincount(tb, minlength=bins) / len(tb)
+    s = np.bincount(sb[~outside], minlength=bins)
+    weights = np.where(outside, 0.0, t[sb] / np.maximum(s[sb], 1))
+    if weights.sum() == 0:
+        raise DuiitError(
+            f"predictor.match_labels: no {source.modality} label falls where the target's "
+            "labels are; turn matching off for this source"
+        )
+    return weights / weights.sum(), float(t[s > 0].sum())
+
+
+def source_batches(
+    source: Cohort,
+    target: Cohort,
+    codec: LabelCodec,
+    cfg: Config,
+    rt: Runtime,
+) -> Batches:
+    """A source's batches (its images: raw, or translated), drawn to match the target's
+    labels when `predictor.match_labels` says so (with a warning when the source leaves
+    more than a tenth of the target's labels uncovered)."""
+    weights = None
+    if cfg.predictor.match_labels:
+        weights, covered = label_match_weights(source, target)
+        if covered < 0.9:
+            warnings.warn(
+                f"predictor.match_labels: {source.modality}'s labels cover {covered:.0%} of "
+                "the target's (by its deciles); the rest stays real-target only",
+                stacklevel=2,
+            )
+    return Batches(source, codec, rt, weights=weights)
+
+
+def source_counts(p: PredictorConfig, sources: int) -> list[int]:
+    """Source images per predictor step beside `batch_size` real target images, one count
+    a source: `source_share` of the whole batch, split evenly (the first sources take the
+    remainder), so 0.5 adds batch_size of them and 0 none."""
+    total = round(p.batch_size * p.source_share / (1 - p.source_share))
+    return [total // sources + (k < total % sources) for k in range(sources)]
+
+
+def weighted_loss(
+    codec: LabelCodec, kind: str, parts: list[tuple[torch.Tensor, torch.Tensor, float]]
+) -> torch.Tensor:
+    """The predictor's loss over parts of a batch (outputs, labels, weight of each image of
+    the part): a weighted mean over images, so a part counts by its size times its weight
+    (real target images weigh 1, source images `predictor.source_weight`)."""
+    parts = [(o, y, w) for o, y, w in parts if y.shape[0] > 0]
+    total = sum(codec.loss(o, y, kind) * (w * y.shape[0]) for o, y, w in parts)
+    return total / max(sum(w * y.shape[0] for _, y, w in parts), 1e-12)
 
 
 def in_batches(fn, images: torch.Tensor, rt: Runtime, batch: int = 64) -> torch.Tensor:

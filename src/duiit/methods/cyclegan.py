@@ -7,12 +7,13 @@ sources."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from duiit.data.cohort import Cohort
-from duiit.methods.base import Batches, FittedModel, LabelCodec, Method, register, translate
+from duiit.methods.base import FittedModel, LabelCodec, Method, register, translate
 from duiit.methods.duiit import TranslationTask, train_translation
-from duiit.methods.predictor_task import Group, modality_groups
+from duiit.methods.predictor_task import modality_groups
 from duiit.methods.target_only import fit_predictor
 
 
@@ -24,14 +25,18 @@ def predictor_on_translations(
     sources: list[Cohort],
     run_dir: Path,
 ) -> FittedModel:
-    """The second stage: a predictor on the real target plus every translated source."""
-    codec = task.codec
-    groups = [Group(Batches(target_train, codec, method.rt))]
-    for c in sources:
-        fake = translate(task.translator.nets.G[c.modality], c.images, method.rt)
-        groups.append(Group(Batches(c, codec, method.rt, images=fake)))
-    largest = max(len(c) for c in [target_train, *sources])
-    fitted = fit_predictor(method, groups, target_val, codec, run_dir, "predictor", largest)
+    """The second stage: a predictor on the real target plus every translated source, at
+    the sources' share of each batch (`predictor.source_share`), over `predictor.epochs`
+    passes of the real target."""
+    rt = method.rt
+    translated = [
+        replace(c, images=translate(task.translator.nets.G[c.modality], c.images, rt))
+        for c in sources
+    ]
+    groups = modality_groups(target_train, translated, task.codec, method.cfg, rt)
+    fitted = fit_predictor(
+        method, groups, target_val, task.codec, run_dir, "predictor", len(target_train)
+    )
     return task.fitted(fitted.predictor)
 
 
@@ -69,7 +74,7 @@ class Cycada(Method):
         codec = LabelCodec.fit(target_train)
         frozen = fit_predictor(
             self,
-            modality_groups([target_train], codec, self.rt),
+            modality_groups(target_train, [], codec, self.cfg, self.rt),
             target_val,
             codec,
             run_dir,

@@ -44,7 +44,10 @@ from duiit.methods.base import (
     predictor_selection,
     register,
     resolve_steps,
+    source_batches,
+    source_counts,
     translate,
+    weighted_loss,
 )
 from duiit.methods.translators import Translation, make_translator
 from duiit.models import Predictor
@@ -105,7 +108,11 @@ class TranslationTask:
         self.gen = rt.generator(t.seed)
         self.target = Batches(target_train, codec, rt)
         self.val = Batches(target_val, codec, rt)
-        self.sources = {c.modality: Batches(c, codec, rt) for c in sources}
+        self.sources = {
+            c.modality: source_batches(c, target_train, codec, cfg, rt) for c in sources
+        }
+        # Translated images of each source in P's batch, beside its real batch.
+        self.shares = dict(zip(self.names, source_counts(cfg.predictor, len(sources)), strict=True))
         # Fixed images to watch: the sample grid and the appearance distance to the target.
         self.watch = {c.modality: c.images[:: max(1, len(c) // 32)][:32] for c in sources}
         self.real_target = target_val.images[:256]
@@ -129,13 +136,14 @@ class TranslationTask:
         rx: torch.Tensor,
         ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
         real: tuple[torch.Tensor, torch.Tensor] | None = None,
+        more: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], Translation]:
         """The translator's and the coupling's losses of one batch, and the translation.
         The predictor scores `real` (its own batch of real target images and labels; the
-        translator's `x`, `rx` when not given) and the translations of `ys`."""
+        translator's `x`, `rx` when not given) and translations of `ys` and of `more`."""
         out = self.translator.translation_losses(x, {m: y for m, (y, _) in ys.items()})
         px, prx = real if real is not None else (x, rx)
-        return {**out.losses, **self.coupling_losses(px, prx, out.fakes, ys)}, out
+        return {**out.losses, **self.coupling_losses(px, prx, out.fakes, ys, more)}, out
 
     def coupling_losses(
         self,
@@ -143,12 +151,16 @@ class TranslationTask:
         rx: torch.Tensor,
         fakes: dict[str, torch.Tensor],
         ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        more: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The co-trained predictor's loss `pred` (joint, detached), G's task loss `task`
         (joint) or L_sem of the frozen predictor (frozen).
 
-        `pred` is what P learns from, by the recipe's loss, on its real batch and every
-        translation; the translations enter it detached, so it never moves G. `task` is
+        `pred` is what P learns from, by the recipe's loss, on its real batch and its share
+        of translations (`predictor.source_share`: the first of the translator's, then
+        translations of `more`, made without gradient), each weighing
+        `predictor.source_weight`; the translations enter it detached, so it never moves G,
+        as translate-then-train's predictor sees them. `task` is
         the paper's L_pred as G sees it: the sum over sources of each source's mean MSE of
         P(G_s(y)) against y (standardised; the objective turns it into label units), through
         a view of P whose weights it does not move. So P follows its recipe, and each G_s
@@ -158,11 +170,19 @@ class TranslationTask:
         losses: dict[str, torch.Tensor] = {}
         source_labels = [r for _, r in ys.values()]
         if self.predictor is not None:
-            images = torch.cat([x, *(f.detach() for f in fakes.values())])
-            losses["pred"] = self.codec.loss(
-                self.predictor(self.augmented(images)),
-                torch.cat([rx, *source_labels]),
+            seen = self.predictor_translations(fakes, ys, more or {})
+            images = torch.cat([x, *(f for f, _ in seen)])
+            outs = self.predictor(self.augmented(images)).split(
+                [len(x), *(len(f) for f, _ in seen)]
+            )
+            weight = self.cfg.predictor.source_weight
+            losses["pred"] = weighted_loss(
+                self.codec,
                 self.cfg.predictor.loss,
+                [
+                    (outs[0], rx, 1.0),
+                    *((o, r, weight) for o, (_, r) in zip(outs[1:], seen, strict=True)),
+                ],
             )
             if self.coupling == "joint" and self.cfg.train.lambda_pred > 0:
                 held = self.held_predictor()
@@ -175,6 +195,26 @@ class TranslationTask:
                 self.frozen(torch.cat(list(fakes.values()))), torch.cat(source_labels)
             )
         return losses
+
+    def predictor_translations(
+        self,
+        fakes: dict[str, torch.Tensor],
+        ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        more: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each source's translated images (detached) and labels for P's batch: its share
+        `self.shares`, the translator's own fakes first, the rest translated from `more`."""
+        seen = []
+        for m, fake in fakes.items():
+            k = self.shares[m]
+            images, labels = fake.detach()[:k], ys[m][1][:k]
+            if m in more:
+                with torch.no_grad():
+                    extra = self.translator.nets.G[m](more[m][0])
+                images = torch.cat([images, extra.to(images.dtype)])
+                labels = torch.cat([labels, more[m][1]])
+            seen.append((images, labels))
+        return seen
 
     def held_predictor(self):
         """P as a function whose weights take no gradient and whose buffers are copies: G's
@@ -205,10 +245,15 @@ class TranslationTask:
         ys = {m: s.sample(self.gen, n) for m, s in self.sources.items()}
         # The predictor's real images: a batch of its own (predictor.batch_size, the
         # recipe's), beside the translator's n translated images of each source.
-        real = None
+        real, more = None, {}
         if self.predictor is not None:
             real = self.target.sample(self.gen, self.cfg.predictor.batch_size)
-        losses, judged = self.update_generators(x, rx, ys, real)
+            more = {
+                m: s.sample(self.gen, self.shares[m] - n)
+                for m, s in self.sources.items()
+                if self.shares[m] > n
+            }
+        losses, judged = self.update_generators(x, rx, ys, real, more)
         return {**losses, **self.update_discriminators(x, ys, judged)}
 
     def update_generators(
@@ -217,15 +262,17 @@ class TranslationTask:
         rx: torch.Tensor,
         ys: dict[str, tuple[torch.Tensor, torch.Tensor]],
         real: tuple[torch.Tensor, torch.Tensor] | None = None,
+        more: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One Adam step of the generators (and P) on the joint objective, discriminators
-        frozen; `real` is the predictor's batch of real target images and labels. Returns
+        frozen; `real` is the predictor's batch of real target images and labels, `more`
+        source images translated for P's share beyond the translator's batch. Returns
         the losses and the (detached) fakes the discriminators judge next."""
         discriminators = self.translator.nets.discriminators()
         for d in discriminators:
             d.requires_grad_(False)
         with self.rt.autocast():
-            losses, out = self.generator_losses(x, rx, ys, real)
+            losses, out = self.generator_losses(x, rx, ys, real, more)
         total = self.objective(losses)
         stepped = [self.opt[k] for k in ("G", "P") if k in self.opt]
         for opt in stepped:

@@ -1,11 +1,13 @@
 """The predictor-training step every baseline composes.
 
-Each step draws one batch of `predictor.batch_size` from each group (target, a translated
-source, a source...), runs the shared backbone once over all of them, scores each group
-with its head, and optionally adds a domain-adversarial loss on the features (DANN). How
-the predictor learns is the recipe's (methods/recipe.py: network, optimiser, schedule,
-loss, augmentation of every group, mixup); a method's own augmentation (the augmentation
-baselines), when given, is applied to its group before the recipe's.
+Each step draws `predictor.batch_size` real target images and, beside them, the sources'
+share of the batch (`predictor.source_share`, split among the translated or raw sources),
+runs the shared backbone once over all of them, scores each group with its head (a
+weighted mean: a source image weighs `predictor.source_weight`), and optionally adds a
+domain-adversarial loss on the features (DANN). How the predictor learns is the recipe's
+(methods/recipe.py: network, optimiser, schedule, loss, augmentation of every group,
+mixup); a method's own augmentation (the augmentation baselines), when given, is applied to
+its group before the recipe's.
 """
 
 from __future__ import annotations
@@ -19,36 +21,69 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from duiit.config import Config
+from duiit.config import Config, PredictorConfig
 from duiit.data.cohort import Cohort
 from duiit.methods import recipe
-from duiit.methods.base import Batches, LabelCodec, predictor_selection
+from duiit.methods.base import (
+    Batches,
+    LabelCodec,
+    predictor_selection,
+    source_batches,
+    source_counts,
+    weighted_loss,
+)
 from duiit.models import Predictor
 from duiit.training.runtime import Runtime
 
 
 @dataclass
 class Group:
-    """A source of training batches: which head scores it and which domain it is."""
+    """A source of training batches: which head scores it, which domain it is, and whether
+    it is a source (its share of the batch and its loss weight are `predictor.source_share`
+    and `predictor.source_weight`) or the real target."""
 
     batches: Batches
     head: int = 0
     domain: int = 0
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    source: bool = False
 
 
 def modality_groups(
-    cohorts: list[Cohort],
+    target: Cohort | None,
+    sources: list[Cohort],
     codec: LabelCodec,
+    cfg: Config,
     rt: Runtime,
     per_head: bool = False,
     per_domain: bool = False,
+    label_reference: Cohort | None = None,
 ) -> list[Group]:
-    """One group per cohort; optionally each with its own head (MTL) or domain label (DANN)."""
-    return [
-        Group(Batches(c, codec, rt), head=k if per_head else 0, domain=k if per_domain else 0)
-        for k, c in enumerate(cohorts)
-    ]
+    """One group per cohort, the target (if any) first; optionally each with its own head
+    (MTL) or domain label (DANN). Sources match `label_reference`'s labels (the target
+    training set) when `predictor.match_labels` says so."""
+    reference = label_reference or target
+    groups = [] if target is None else [Group(Batches(target, codec, rt))]
+    for c in sources:
+        batches = (
+            source_batches(c, reference, codec, cfg, rt)
+            if reference is not None
+            else Batches(c, codec, rt)
+        )
+        groups.append(Group(batches, source=True))
+    for k, g in enumerate(groups):
+        g.head, g.domain = (k if per_head else 0), (k if per_domain else 0)
+    return groups
+
+
+def batch_plan(groups: list[Group], p: PredictorConfig) -> list[tuple[int, float]]:
+    """Each group's images per step and loss weight: beside a real target group of
+    `batch_size` (weight 1), the sources share `source_counts` (weight `source_weight`);
+    a stage without target images (TL's pre-training) gives every group a full batch."""
+    if all(g.source for g in groups):
+        return [(p.batch_size, 1.0)] * len(groups)
+    counts = iter(source_counts(p, sum(g.source for g in groups) or 1))
+    return [(next(counts), p.source_weight) if g.source else (p.batch_size, 1.0) for g in groups]
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -86,7 +121,11 @@ class PredictorTask:
         domains: int = 0,
         total_steps: int = 1,
     ) -> None:
-        self.groups, self.val, self.cfg, self.rt, self.codec = groups, val, cfg, rt, codec
+        self.val, self.cfg, self.rt, self.codec = val, cfg, rt, codec
+        # Groups that take no images a step (source_share 0) are left out.
+        plan = batch_plan(groups, cfg.predictor)
+        self.groups = [g for g, (n, _) in zip(groups, plan, strict=True) if n > 0]
+        self.plan = [(n, w) for n, w in plan if n > 0]
         self.predictor = predictor or recipe.build_predictor(cfg, codec.out_dim, heads=heads)
         rt.prepare(self.predictor, [self.predictor.backbone])  # features() bypasses forward
         params = list(self.predictor.parameters())
@@ -114,11 +153,11 @@ class PredictorTask:
     def lr_factors(self, steps: int) -> dict[str, recipe.LrFactor]:
         return {"P": recipe.lr_factor(self.cfg.predictor, steps)}
 
-    def batch(self, g: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        """One group's training batch: drawn, augmented (the method's, then the recipe's),
-        mixed up when the recipe says so (regression only)."""
+    def batch(self, g: Group, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One group's training batch of n: drawn, augmented (the method's, then the
+        recipe's), mixed up when the recipe says so (regression only)."""
         p = self.cfg.predictor
-        x, y = g.batches.sample(self.gen, p.batch_size)
+        x, y = g.batches.sample(self.gen, n)
         if g.augment is not None:
             x = g.augment(x)
         if self.augment is not None:
@@ -128,15 +167,21 @@ class PredictorTask:
         return x, y
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        xs, ys = zip(*(self.batch(g) for g in self.groups), strict=True)
-        kind = self.cfg.predictor.loss
+        xs, ys = zip(
+            *(self.batch(g, n) for g, (n, _) in zip(self.groups, self.plan, strict=True)),
+            strict=True,
+        )
         with self.rt.autocast():
             feats = self.predictor.features(torch.cat(xs))
             parts = feats.split([x.shape[0] for x in xs])
-            pred = sum(
-                self.codec.loss(self.predictor.from_features(f, g.head), y, kind)
-                for g, f, y in zip(self.groups, parts, ys, strict=True)
-            ) / len(self.groups)
+            pred = weighted_loss(
+                self.codec,
+                self.cfg.predictor.loss,
+                [
+                    (self.predictor.from_features(f, g.head), y, w)
+                    for g, f, y, (_, w) in zip(self.groups, parts, ys, self.plan, strict=True)
+                ],
+            )
             losses = {"pred": pred}
             total = pred
             if self.domain_head is not None:

@@ -29,7 +29,8 @@ def fit_predictor(
     **task_kw,
 ) -> FittedModel:
     """Train a predictor on `groups` with the shared loop and the predictor recipe:
-    `predictor.epochs` passes over `n_images` (the largest group), validated once a pass
+    `predictor.epochs` passes over `n_images` (the real target training set, or the largest
+    source where there is no target, as in TL's pre-training), validated once a pass
     (or every train.eval_every steps if that is sooner). The common last stage of baselines."""
     cfg = method.cfg
     steps = recipe.predictor_steps(cfg.predictor, n_images)
@@ -58,10 +59,12 @@ def fit_all_modalities(
     per_domain: bool = False,
 ) -> FittedModel:
     """One predictor on the target and every source cohort at once, each modality its own
-    head (MTL) and/or its own domain label for a domain classifier (DANN)."""
+    head (MTL) and/or its own domain label for a domain classifier (DANN); the sources come
+    at their share of each batch, over `predictor.epochs` passes of the real target."""
     codec = LabelCodec.fit(target_train)
-    cohorts = [target_train, *sources]
-    groups = modality_groups(cohorts, codec, method.rt, per_head, per_domain)
+    groups = modality_groups(
+        target_train, sources, codec, method.cfg, method.rt, per_head, per_domain
+    )
     return fit_predictor(
         method,
         groups,
@@ -69,7 +72,7 @@ def fit_all_modalities(
         codec,
         run_dir,
         "predictor",
-        max(map(len, cohorts)),
+        len(target_train),
         heads=len(groups) if per_head else 1,
         domains=len(groups) if per_domain else 0,
     )
@@ -85,7 +88,7 @@ class TargetOnly(Method):
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
-        groups = modality_groups([target_train], codec, self.rt)
+        groups = modality_groups(target_train, [], codec, self.cfg, self.rt)
         return fit_predictor(
             self, groups, target_val, codec, run_dir, "predictor", len(target_train)
         )

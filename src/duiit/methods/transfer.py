@@ -21,11 +21,11 @@ class Transfer(Method):
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
-        pre = modality_groups(sources, codec, self.rt)
+        pre = modality_groups(None, sources, codec, self.cfg, self.rt, label_reference=target_train)
         pretrained = fit_predictor(
             self, pre, target_val, codec, run_dir, "pretrain", max(len(c) for c in sources)
         )
-        groups = modality_groups([target_train], codec, self.rt)
+        groups = modality_groups(target_train, [], codec, self.cfg, self.rt)
         return fit_predictor(
             self,
             groups,

@@ -31,6 +31,7 @@ from duiit.report.tables import (
     scores_table,
     summary,
     to_markdown,
+    translator_table,
     versus_table,
 )
 from duiit.training.loop import load_checkpoint
@@ -186,6 +187,9 @@ def build_report(out: Path, beside: list[Path] | None = None) -> Report:
         )
         if ablation
         else pd.DataFrame(),
+        "Translators: each method on CUT / FastCUT vs the same method on the experiment's "
+        "translator (equivalent: the 90 % corrected interval of the difference lies within "
+        "±10 % of the latter's mean)": translator_table(results),
         "Translation quality (task FID: lower is closer to real target; consistency: error "
         "of an independent real-target predictor on translated images)": quality_table(results),
         f"Ours vs every other method (one family; diff = other − ours; verdict on q at "

@@ -14,8 +14,16 @@ from duiit.evaluation.metrics import (
     TRAIN_MEAN_PREDICTOR,
     constant_predictor_metrics,
 )
-from duiit.evaluation.stats import comparisons, pure_setting, setting_order, summary
+from duiit.evaluation.stats import (
+    comparisons,
+    equivalence,
+    holdout_ratio,
+    pure_setting,
+    setting_order,
+    summary,
+)
 from duiit.files import read_csv
+from duiit.methods.base import parse_method
 
 AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
 # The paper's other methods; anything else an experiment runs is a variant (ablation).
@@ -136,6 +144,42 @@ def versus_table(
     return pd.DataFrame(rows)
 
 
+def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
+    """Each method run on another translator (`duiit[translator=fastcut]`) beside the same
+    method on the experiment's own translator (`duiit`), per setting: the primary metric of
+    both, the equivalence test of the difference (its 90 % corrected interval against
+    +-`share` of the reference's mean; `stats.equivalence`) and minutes per run of both."""
+    metric, _ = primary_metric(results)
+    ratio = holdout_ratio(results)
+    series = {k: g.set_index("split") for k, g in results.groupby(["setting", "method"])}
+    rows = []
+    for (setting, method), runs in series.items():
+        name, overrides = parse_method(method)
+        if len(overrides) != 1 or not overrides[0].startswith("model.translator="):
+            continue
+        if (setting, name) not in series:
+            continue
+        ref = series[(setting, name)]
+        e = equivalence(ref[metric], runs[metric], ratio, share)
+        rows.append(
+            {
+                "setting": setting,
+                "method": method,
+                "vs": name,
+                "n": e.n,
+                name: mean_std(ref[metric].mean(), ref[metric].std()),
+                "this": mean_std(runs[metric].mean(), runs[metric].std()),
+                "diff": e.mean_diff,
+                "90% interval": f"[{e.low:.3g}, {e.high:.3g}]",
+                "margin": f"±{e.margin:.3g}",
+                "verdict": e.verdict,
+                "min/run (vs)": ref["fit_seconds"].mean() / 60,
+                "min/run (this)": runs["fit_seconds"].mean() / 60,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def beside_table(named: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The primary metric of several experiment folders, one column each, one row per
     (setting, method): e.g. the same experiment with patient- and image-level splits."""
@@ -211,5 +255,6 @@ __all__ = [
     "scores_table",
     "summary",
     "to_markdown",
+    "translator_table",
     "versus_table",
 ]
