@@ -8,6 +8,9 @@ busy machine slows all of them alike.
     .venv/bin/python benchmarks/step.py --contenders fast cut fastcut  # the translators
     .venv/bin/python benchmarks/step.py --sizes 128 --contenders fast fast+two_d_calls
                                                                  # one discriminator call
+    .venv/bin/python benchmarks/step.py --sizes 64 --contenders fast fast+share25 fast+share0 \
+        --run model.ngf=16 model.ndf=16 predictor.network=cnn predictor.width=0.25
+                                                                 # P's share of translations
     .venv/bin/python benchmarks/step.py --sizes 32 --batches 8 --preset cpu-demo --run
                                                                  # the demo's own sizes
     .venv/bin/python benchmarks/step.py --sizes 128 256 --steps 10 --warmup 3 --contenders \
@@ -18,9 +21,11 @@ non-fused Adam: train.fast=false), `fast` (the defaults: train.precision=auto, i
 autocast on CUDA and on CPUs with AMX-BF16 or AVX512-BF16; fused Adam; on CUDA
 torch.compile), `cut` or `fastcut` (fast with model.translator=cut / fastcut instead of
 CycleGAN), followed by any of `+compile` / `-compile` (train.compile=on / off),
-`+channels_last` (train.channels_last=true) and `+two_d_calls` (each discriminator scores
-real and fake images in two calls, as before issue 19; now one call on both), e.g.
-`fast+channels_last-compile`.
+`+channels_last` (train.channels_last=true), `+two_d_calls` (each discriminator scores
+real and fake images in two calls, as before issue 19; now one call on both) and
+`+share0` / `+share25` (predictor.source_share 0 / 0.25 instead of 0.5: what P's share of
+translations costs, the part beyond the translator's batch translated without gradient),
+e.g. `fast+channels_last-compile`.
 One row per contender: images/s counts target images per second (each step also translates
 as many source images); "x <first>" is the first contender's step time divided by this
 one's, in the same rounds (above 1: faster); the "D" columns say the same of the
@@ -67,6 +72,8 @@ MODIFIERS: dict[str, str | None] = {  # None: no setting, a change of the librar
     "-compile": "train.compile=off",
     "+channels_last": "train.channels_last=true",
     "+two_d_calls": None,  # see as_contender
+    "+share0": "predictor.source_share=0",  # P's batch without translations
+    "+share25": "predictor.source_share=0.25",  # (the default 0.5: as many as real ones)
 }
 
 
