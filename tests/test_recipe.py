@@ -4,6 +4,7 @@ classical baseline: each test fails when its piece silently changes."""
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from torch import nn
 from duiit import runs
 from duiit.config import load_config
 from duiit.data.cohort import Cohort
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
+from duiit.evaluation.checks import check_grid
+from duiit.evaluation.experiment import load_experiment
+from duiit.evaluation.grid import plan
 from duiit.methods import FittedModel
 from duiit.methods.base import (
     Batches,
@@ -385,3 +389,29 @@ def test_matched_classes_follow_the_targets_class_shares() -> None:
     assert covered == 1.0
     draws = np.random.default_rng(0).choice(len(weights), 20_000, p=weights)
     assert abs((source.labels.numpy()[draws] == 0).mean() - 0.8) < 0.02
+
+
+def test_an_experiment_says_once_before_its_runs_what_matching_leaves_uncovered(
+    tmp_path: Path,
+) -> None:
+    """The coverage warning comes from the grid's check, once per source, before any run
+    (runs in workers are silenced): a source of adults for a target half children."""
+    rng = np.random.default_rng(0)
+    target = _labelled("CT", [*rng.uniform(0, 18, 12), *rng.uniform(30, 50, 12)])
+    source = _labelled("MRI", list(rng.uniform(20, 80, 24)))
+    (tmp_path / "e.yaml").write_text(
+        "target: ct.csv\nsources: [mri.csv]\nsettings: [[MRI]]\n"
+        "methods: ['cyclegan[match_labels=true]']\nours: 'cyclegan[match_labels=true]'\nsplits: 2\n"
+    )
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with pytest.warns(DuiitWarning, match="MRI's labels cover") as seen:
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    assert len(seen) == 1
+    (tmp_path / "e.yaml").write_text(
+        "target: ct.csv\nsources: [mri.csv]\nsettings: [[MRI]]\n"
+        "methods: [cyclegan]\nours: cyclegan\n"
+    )
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuiitWarning)  # no matching: nothing to say
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))

@@ -11,6 +11,7 @@ from duiit.errors import DuiitError
 from duiit.evaluation.experiment import ExperimentConfig
 from duiit.evaluation.grid import Cell
 from duiit.methods import get_method
+from duiit.methods.base import label_match_weights, method_config, warn_coverage
 
 
 def check_grid(
@@ -22,7 +23,8 @@ def check_grid(
     warn: bool = True,
 ) -> None:
     """Refuse a method that gets no run in the planned `runs` (its settings are missing) and
-    splits without test images; warn (with `warn`) of the splits whose parts are too small."""
+    splits without test images; warn (with `warn`) of the splits whose parts are too small
+    and of sources that label matching leaves short of the target's labels."""
     planned = {c.method for c in runs}
     for method in exp.methods:
         if method in planned:
@@ -45,3 +47,6 @@ def check_grid(
         for problem in part_problems(split, target):
             problems.setdefault(problem, []).append(k)
     check_parts(problems, cfg.data.split, target, warn)
+    if warn and any(method_config(m, cfg).predictor.match_labels for m in exp.methods):
+        for source in sources:  # on the whole target: each run says it again, silenced
+            warn_coverage(source.modality, label_match_weights(source, target)[1])

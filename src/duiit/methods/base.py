@@ -18,7 +18,7 @@ from torch import nn
 
 from duiit.config import Config, PredictorConfig, qualify, with_overrides
 from duiit.data.cohort import Cohort
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.evaluation.metrics import prediction_metrics
 from duiit.methods.recipe import regression_loss
 from duiit.models import Predictor, ResnetGenerator
@@ -156,13 +156,20 @@ def source_batches(
     weights = None
     if cfg.predictor.match_labels:
         weights, covered = label_match_weights(source, target)
-        if covered < 0.9:
-            warnings.warn(
-                f"predictor.match_labels: {source.modality}'s labels cover {covered:.0%} of "
-                "the target's (by its deciles); the rest stays real-target only",
-                stacklevel=2,
-            )
+        warn_coverage(source.modality, covered)
     return Batches(source, codec, rt, weights=weights)
+
+
+def warn_coverage(modality: str, covered: float) -> None:
+    """Say when label matching leaves more than a tenth of the target's labels to the real
+    target alone (a DuiitWarning: an experiment says it once, before its runs)."""
+    if covered < 0.9:
+        warnings.warn(
+            f"predictor.match_labels: {modality}'s labels cover {covered:.0%} of the "
+            "target's (by its deciles); the rest stays real-target only",
+            DuiitWarning,
+            stacklevel=2,
+        )
 
 
 def source_counts(p: PredictorConfig, sources: int) -> list[int]:
