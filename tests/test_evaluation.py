@@ -19,6 +19,7 @@ from duiit.evaluation.stats import (
     summary,
     verdict,
 )
+from duiit.report.figures import row_label
 from duiit.report.tables import translator_table
 
 
@@ -255,3 +256,11 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
     row = table.iloc[0]
     assert (row["vs"], row["n"], row["verdict"]) == ("duiit", 5, "equivalent")
     assert (row["min/run (vs)"], row["min/run (this)"]) == (10.0, 2.0)
+
+
+def test_a_long_variant_name_is_a_row_label_of_one_option_a_line() -> None:
+    """The translation grid's row labels: the method, then each option on its own line."""
+    assert row_label("duiit") == "duiit"
+    assert row_label("cyclegan[translator=fastcut, source_share=0.5]") == (
+        "cyclegan\n[translator=fastcut,\nsource_share=0.5]"
+    )

@@ -24,6 +24,12 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def row_label(name: str) -> str:
+    """A method's name as a row label: each of a variant's options on a line of its own, so
+    that long variants (`cyclegan[translator=fastcut, source_share=0.5]`) do not overlap."""
+    return name.replace("[", "\n[").replace(", ", ",\n")
+
+
 def translation_grid(rows: dict[str, torch.Tensor], title: str, path: Path) -> Path:
     """Rows of images (source, CycleGAN, ours), one column per example (the paper's figs 2-4)."""
     n = min(r.shape[0] for r in rows.values())
@@ -34,8 +40,8 @@ def translation_grid(rows: dict[str, torch.Tensor], title: str, path: Path) -> P
             ax.imshow(images[k, 0].float().numpy(), cmap="gray", vmin=-1, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            if k == 0:  # a variant's options on a line of their own: long labels overlap
-                ax.set_ylabel(name.replace("[", "\n["), fontsize=8)
+            if k == 0:
+                ax.set_ylabel(row_label(name), fontsize=8)
     fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
