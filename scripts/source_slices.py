@@ -60,7 +60,7 @@ def main() -> None:
         )
     if args.sheet:
         fg = source.foreground()
-        order = np.argsort(fg)[:: max(1, int(np.sum(fg < max(args.thresholds))) // 48) or 1][:48]
+        order = np.argsort(fg)[:: max(1, int(np.sum(fg < max(args.thresholds))) // 48)][:48]
         fig, axes = plt.subplots(6, 8, figsize=(12, 9.5))
         for ax, k in zip(axes.flat, order, strict=False):
             ax.imshow(source.images[k, 0].float(), cmap="gray", vmin=-1, vmax=1)

@@ -36,15 +36,23 @@ class Comparison:
     p_wilcoxon: float  # Wilcoxon signed-rank p on the same differences
 
 
+def corrected_se(diff: np.ndarray, ratio: float) -> float:
+    """The corrected standard error of the mean per-split difference (Nadeau & Bengio):
+    sqrt((1/n + ratio) * var), ratio = n_test/n_train; NaN below two splits."""
+    n = len(diff)
+    if n < 2:
+        return math.nan
+    return math.sqrt((1.0 / n + ratio) * float(np.var(diff, ddof=1)))
+
+
 def corrected_ttest(diff: np.ndarray, ratio: float) -> tuple[float, float]:
     """(t, two-sided p) of the corrected resampled t-test on per-split differences:
-    t = mean / sqrt((1/n + ratio) * var), ratio = n_test/n_train, n - 1 degrees of freedom."""
-    n = len(diff)
-    var = float(np.var(diff, ddof=1)) if n > 1 else math.nan
-    if n < 2 or not var > 0:
+    t = mean / corrected_se, n - 1 degrees of freedom."""
+    se = corrected_se(diff, ratio)
+    if not se > 0:
         return math.nan, math.nan
-    t = float(np.mean(diff)) / math.sqrt((1.0 / n + ratio) * var)
-    return t, float(2 * stats.t.sf(abs(t), df=n - 1))
+    t = float(np.mean(diff)) / se
+    return t, float(2 * stats.t.sf(abs(t), df=len(diff) - 1))
 
 
 def wilcoxon_p(diff: np.ndarray) -> float:
@@ -100,9 +108,7 @@ def equivalence(
         return Equivalence(
             n, float(diff.mean()) if n else math.nan, math.nan, math.nan, margin, "cannot tell"
         )
-    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * math.sqrt(
-        (1.0 / n + ratio) * float(np.var(diff, ddof=1))
-    )
+    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * corrected_se(diff, ratio)
     low, high = float(diff.mean()) - half, float(diff.mean()) + half
     if -margin < low and high < margin:
         word = "equivalent"

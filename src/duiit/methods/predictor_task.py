@@ -62,7 +62,7 @@ def modality_groups(
     """One group per cohort, the target (if any) first; optionally each with its own head
     (MTL) or domain label (DANN). Sources match `label_reference`'s labels (the target
     training set) when `predictor.match_labels` says so."""
-    reference = label_reference or target
+    reference = label_reference if label_reference is not None else target
     groups = [] if target is None else [Group(Batches(target, codec, rt))]
     for c in sources:
         batches = (
