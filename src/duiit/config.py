@@ -158,9 +158,11 @@ class PredictorConfig(_Strict):
     )
     warmup: float = Field(0.3, ge=0, lt=1, description="fraction of the steps warming up")
     loss: Literal["mse", "l1", "huber"] = Field(
-        "l1",
-        description="regression loss on standardised labels (classes: cross-entropy). DUIIT's "
-        "task gradient into G is always the MSE in label units, as the paper's L_pred",
+        "mse",
+        description="regression loss on standardised labels (classes: cross-entropy): mse, "
+        "the score every report ranks by (l1 aims at the median, which skewed labels pull "
+        "away from the mean). DUIIT's task gradient into G is always the MSE in label "
+        "units, as the paper's L_pred",
     )
     augment: list[Literal["flip", "shift", "affine", "intensity"]] = Field(
         ["flip", "affine"],
