@@ -119,6 +119,7 @@ def noise_cohort(name: str, seed: int, n: int = 16, size: int = 32) -> Cohort:
 FAULTS = Path(__file__).with_name("faults")
 FAULT = "FAULT"
 KILL = "KILL"  # holding N: the process running that run SIGKILLs itself its first N starts
+HANG = "HANG"  # the process running that run writes its pid there and sleeps until killed
 
 
 # The smallest networks that still learn on 32 px phantoms: keeps the suite in minutes.

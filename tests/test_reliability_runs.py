@@ -12,6 +12,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import yaml
 from helpers import (
     FAULT,
     FAULTS,
+    HANG,
     KILL,
     TINY,
     assert_one_line_error,
@@ -627,6 +629,57 @@ def test_a_worker_killed_mid_run_neither_ends_the_grid_nor_loses_the_others(
         "e.g. by the out-of-memory killer",
     )
     assert list(pd.read_csv(out / "runs.csv")["method"]) == ["target_only"]
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie has stopped running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_sigterm_to_the_experiment_stops_its_workers(data: Path, tmp_path: Path) -> None:
+    """`kill PID` on `duiit experiment --workers 2` (SIGTERM to the driver alone, where
+    Ctrl-C reaches its whole process group): the workers stop in their runs with it, none
+    goes on orphaned, and the folder's lock is released for the same command again."""
+    out = tmp_path / "exp"
+    hangs = [out / "runs" / s / m / "split-00" / HANG for s, m in
+             (("MIX-CT-MRI", "duiit"), ("PURE-CT", "target_only"))]  # fmt: skip
+    for hang in hangs:
+        hang.parent.mkdir(parents=True)
+        hang.write_text("")
+    spec = write_experiment(data, "stop.yaml", quality={"enabled": False})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "duiit", "experiment", str(spec), "--out", str(out), "-q",
+         *RUN_MODEL, "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**ENV, "PYTHONPATH": str(FAULTS)},
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not all(hang.read_text() for hang in hangs):
+            assert driver.poll() is None, driver.communicate()[1]
+            assert time.monotonic() < deadline, "the workers never started their runs"
+            time.sleep(0.2)
+        workers = [int(hang.read_text()) for hang in hangs]
+        assert driver.pid not in workers and all(map(_running, workers))
+        driver.send_signal(signal.SIGTERM)
+        code = driver.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _running(w)], "workers still in their runs"
+        assert code == 128 + signal.SIGTERM, driver.communicate()[1]
+        assert not (out / LOCK_NAME).exists()
+    finally:
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        driver.kill()
+        driver.communicate()
 
 
 # ------------------------------------------------------------------ report

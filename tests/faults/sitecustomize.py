@@ -5,7 +5,9 @@ with that file's text ("CUDA out of memory. ..."), as a run hitting a fault in a
 would: in the worker process, on duiit's own path from the backend to the run, where a mock
 in the test process would not reach. A file `KILL` holding a number N: the process running
 that run kills itself with SIGKILL (as the kernel's out-of-memory killer would), the first
-N times the run starts (the number left is written back before each kill). Python imports
+N times the run starts (the number left is written back before each kill). A file `HANG`:
+the process writes its pid into it and sleeps until it is killed, a run that never ends
+(for the tests of stopping an experiment). Python imports
 this module at start-up; it patches `duiit.runs.execute` once duiit imports it, and changes
 nothing else."""
 
@@ -15,6 +17,7 @@ import importlib.util
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
@@ -24,13 +27,18 @@ from typing import Any
 
 FAULT = "FAULT"
 KILL = "KILL"
+HANG = "HANG"
 
 
 def _faulty(execute: Any) -> Any:
     def execute_or_fail(run_dir: Path, *args: Any, **kwargs: Any) -> Any:
-        fault, kill = Path(run_dir) / FAULT, Path(run_dir) / KILL
+        fault, kill, hang = Path(run_dir) / FAULT, Path(run_dir) / KILL, Path(run_dir) / HANG
         if fault.exists():
             raise RuntimeError(fault.read_text())
+        if hang.exists():
+            hang.write_text(str(os.getpid()))
+            while True:
+                time.sleep(1)
         if kill.exists() and int(kill.read_text()) > 0:
             kill.write_text(str(int(kill.read_text()) - 1))
             os.kill(os.getpid(), signal.SIGKILL)

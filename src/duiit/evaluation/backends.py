@@ -7,7 +7,10 @@ and a Ray cluster (`ray_backend.RayCluster`). Either writes the same run folders
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import signal
+import threading
 import warnings
 from collections.abc import Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -62,9 +65,11 @@ class LocalPool:
     def __init__(self, job: Job, workers: int = 1) -> None:
         self.job, self.workers = job, workers
         self.pool: ProcessPoolExecutor | None = None
+        self.signals = contextlib.ExitStack()
 
     def __enter__(self) -> LocalPool:
         if self.workers > 1:
+            self.signals.enter_context(sigterm_as_exit())
             self.pool = self._start()
         return self
 
@@ -81,9 +86,22 @@ class LocalPool:
             initargs=(self.job, threads, devices),
         )
 
-    def __exit__(self, *exc_info: Any) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        """Finished: the idle workers leave. Interrupted or failed (Ctrl-C, SIGTERM, an
+        error in the driver): the workers are stopped in their runs, not waited for (each
+        run resumes from its last checkpoint when the command runs again)."""
+        with self.signals:
+            if self.pool is None:
+                return
+            if kind is None:
+                self.pool.shutdown(cancel_futures=True)
+                return
+            workers = list(self.pool._processes.values())  # no public handle before 3.14
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for proc in workers:
+                proc.terminate()
+            for proc in workers:
+                proc.join(timeout=30)
 
     def describe(self) -> str:
         return f" with {self.workers} workers" if self.workers > 1 else ""
@@ -122,6 +140,26 @@ class LocalPool:
             self.pool.shutdown(cancel_futures=True)
             self.pool = self._start()
         return lost
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (`kill PID`, a scheduler ending a job) as SystemExit(143) in this process
+    while it holds worker processes, so that the experiment unwinds as on Ctrl-C: its
+    workers are stopped with it instead of finishing their runs orphaned, and its folder
+    lock is released. Only the main thread can take signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 WORKER_DIED = (
