@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from helpers import TINY, noise_cohort
 from monai.networks.nets import resnet18
 from torch import nn
+from torch.nn import functional as F
 
 from duiit import runs
 from duiit.config import load_config
@@ -331,6 +333,25 @@ def test_a_source_image_weighs_source_weight_in_the_predictors_loss(weight: floa
     expected = (se[0].sum() + weight * se[1].sum()) / (len(se[0]) + weight * len(se[1]))
     logged = task.train_step(0)["pred"]
     torch.testing.assert_close(logged, expected)
+
+
+@pytest.mark.parametrize(
+    ("override", "loss"),
+    [
+        ([], F.mse_loss),
+        (["predictor.loss=l1"], F.l1_loss),
+        (["predictor.loss=huber"], F.huber_loss),
+    ],
+)
+def test_the_predictor_learns_on_the_recipes_loss(override: list[str], loss: Callable) -> None:
+    """The loss the predictor steps on is the one `predictor.loss` names, MSE by default
+    (the score every report ranks by), on standardised labels."""
+    task = _mixed_task(override, sources=0)
+    gen_state = task.gen.get_state()
+    x, y = task.batch(task.groups[0], task.plan[0][0])
+    task.gen.set_state(gen_state)
+    expected = loss(task.predictor(x).flatten(), y.flatten()).detach()
+    torch.testing.assert_close(task.train_step(0)["pred"], expected)
 
 
 def test_tl_pretraining_on_sources_alone_gives_each_a_full_batch() -> None:
