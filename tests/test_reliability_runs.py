@@ -651,17 +651,18 @@ def test_sigterm_to_the_experiment_stops_its_workers(data: Path, tmp_path: Path)
         hang.parent.mkdir(parents=True)
         hang.write_text("")
     spec = write_experiment(data, "stop.yaml", quality={"enabled": False})
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "duiit", "experiment", str(spec), "--out", str(out), "-q",
-         *RUN_MODEL, "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**ENV, "PYTHONPATH": str(FAULTS)},
-    )  # fmt: skip
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "duiit", "experiment", str(spec), "--out", str(out), "-q",
+             *RUN_MODEL, "--workers", "2"],
+            stdout=subprocess.DEVNULL, stderr=stderr, env={**ENV, "PYTHONPATH": str(FAULTS)},
+        )  # fmt: skip
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 300
         while not all(hang.read_text() for hang in hangs):
-            assert driver.poll() is None, driver.communicate()[1]
+            assert driver.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the workers never started their runs"
             time.sleep(0.2)
         workers = [int(hang.read_text()) for hang in hangs]
@@ -672,14 +673,16 @@ def test_sigterm_to_the_experiment_stops_its_workers(data: Path, tmp_path: Path)
         while any(map(_running, workers)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [w for w in workers if _running(w)], "workers still in their runs"
-        assert code == 128 + signal.SIGTERM, driver.communicate()[1]
+        assert code == 128 + signal.SIGTERM, log.read_text()
+        assert "stopped by SIGTERM" in log.read_text(), log.read_text()
+        assert "resumes the unfinished runs" in log.read_text()
         assert not (out / LOCK_NAME).exists()
     finally:
         for pid in workers:
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
         driver.kill()
-        driver.communicate()
+        driver.wait(timeout=60)
 
 
 # ------------------------------------------------------------------ report

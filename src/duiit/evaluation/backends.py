@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import threading
 import warnings
@@ -153,6 +154,9 @@ def sigterm_as_exit() -> Iterator[None]:
         return
 
     def leave(signum: int, _frame: object) -> None:
+        # os.write: a buffered stream may be in the middle of a write the signal interrupted
+        os.write(2, b"stopped by SIGTERM: the workers are stopped in their runs; the same "
+                 b"command resumes the unfinished runs\n")  # fmt: skip
         raise SystemExit(128 + signum)
 
     before = signal.signal(signal.SIGTERM, leave)
