@@ -16,6 +16,7 @@ from duiit.data import load_cohorts, split_cohort
 from duiit.errors import DuiitError
 from duiit.evaluation import quality
 from duiit.evaluation.experiment import ALL_METHODS, load_experiment
+from duiit.evaluation.grid import phases, plan, quality_references
 from duiit.evaluation.quality import PredictorFeatures, fid
 from duiit.evaluation.runner import run_experiment
 from duiit.files import read_json
@@ -136,6 +137,24 @@ def test_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text("target: ct.csv\nrun: {train: {stepz: 1}}\n")
     with pytest.raises(DuiitError, match="train.stepz: unknown key"):
         load_experiment(tmp_path / "e.yaml")
+
+
+def test_a_grid_runs_split_by_split_longest_first(tmp_path: Path) -> None:
+    """A grid stopped after any sitting holds whole splits to pair (the real grid ran every
+    translating run of every split before any target-only one: a stop left nothing to
+    compare); within a split, the translating runs first, so no worker idles but at the end."""
+    make_cohort(tmp_path)
+    (tmp_path / "e.yaml").write_text(
+        "target: ct.csv\nsources: [mri.csv]\nmethods: [target_only, transfer, duiit]\nsplits: 3\n"
+    )
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
+    runs = plan(exp, target, sources)
+    references, order = phases(quality_references(exp, runs) + runs[::-1])
+    assert [c.split for c in references] == [0, 1, 2] and all(c.is_reference for c in references)
+    assert [(c.split, c.method) for c in order] == [
+        (k, m) for k in range(3) for m in ("duiit", "transfer", "target_only")
+    ]
 
 
 def test_variants_and_a_lambda_sweep_over_two_workers(phantom_dir: Path, tmp_path: Path) -> None:

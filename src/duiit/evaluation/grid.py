@@ -136,13 +136,15 @@ def unfinished(cells: list[Cell], out: Path, quality: QualityConfig) -> list[Cel
 
 def phases(todo: list[Cell]) -> list[list[Cell]]:
     """The order cells run in. The quality references first, in a phase of their own:
-    translations are scored with them. Then the longest runs first (translating, with most
-    sources), so no worker idles at the end while another finishes a long run."""
+    translations are scored with them. Then split by split, so that a grid stopped after
+    any sitting holds complete splits that the report can pair method against method (a
+    long grid's every translating run first left it with nothing to compare); within a
+    split the longest runs first (translating, with most sources), so a worker idles only
+    at the very end."""
     references = [c for c in todo if c.is_reference]
     runs = sorted(
         (c for c in todo if not c.is_reference),
-        key=lambda c: (c.translates, len(c.sources)),
-        reverse=True,
+        key=lambda c: (c.split, not c.translates, -len(c.sources)),
     )
     return [p for p in (references, runs) if p]
 
