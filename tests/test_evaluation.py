@@ -88,6 +88,29 @@ def test_verdicts_follow_bh_q_not_raw_p() -> None:
     assert verdict(True, row["p"], 0.1) == "reproduced"  # what the raw p would have said
 
 
+def test_the_detectable_difference_is_the_one_the_test_would_call() -> None:
+    """At 50 % power the detectable difference is the one whose corrected t lands exactly on
+    the alpha line (p = alpha, on these splits' spread); 80 % asks for more; the claims table
+    carries it so an inconclusive row says what it could have found."""
+    noise = pd.Series([3.0, -5, 1, 4, -2, 0, -1, 6, -4, -2])
+    ours = pd.Series(np.full(10, 100.0))
+    ratio = 15 / 100
+    half = compare(ours, ours + noise, ratio).detectable(0.1, power=0.5)
+    at_line = compare(ours, ours + noise - noise.mean() + half, ratio)
+    assert at_line.p == pytest.approx(0.1)
+    assert at_line.detectable(0.1) > half > 0
+    from duiit.report.claims import claims_table
+
+    results = _results(
+        {
+            ("PURE-CT", "target_only", ""): list(ours + noise),
+            ("MIX-CT-MRI", "duiit", "MRI"): list(ours),
+        }
+    )
+    row = claims_table(results, "duiit", 0.1).set_index("claim").loc["MIX-* beat PURE-CT"]
+    assert row["detectable"] == pytest.approx(compare(ours, ours + noise, ratio).detectable(0.1))
+
+
 def test_significance_verdicts_and_summary() -> None:
     rng = np.random.default_rng(0)
     values: dict[tuple[str, str, str], list[float]] = {}

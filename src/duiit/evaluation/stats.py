@@ -34,6 +34,17 @@ class Comparison:
     p: float  # its two-sided p (NaN: no test possible)
     correction: float  # variance factor over the plain paired t: 1 + n * n_test / n_train
     p_wilcoxon: float  # Wilcoxon signed-rank p on the same differences
+    se: float = math.nan  # corrected standard error of mean_diff
+
+    def detectable(self, alpha: float, power: float = 0.8) -> float:
+        """The smallest true mean difference these splits would call at `alpha` (two-sided)
+        with probability `power`, given the spread of the differences seen: what an
+        inconclusive test could have found. A lower bound for a verdict on a family's q,
+        which needs a p below alpha."""
+        if not self.se > 0:
+            return math.nan
+        df = self.n - 1
+        return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * self.se)
 
 
 def corrected_se(diff: np.ndarray, ratio: float) -> float:
@@ -76,6 +87,7 @@ def compare(ours: pd.Series, other: pd.Series, ratio: float) -> Comparison:
         p=p,
         correction=1.0 + n * ratio,
         p_wilcoxon=wilcoxon_p(diff),
+        se=corrected_se(diff, ratio),
     )
 
 

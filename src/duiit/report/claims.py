@@ -5,7 +5,9 @@ the corrected resampled t-test paired on the splits both ran on (evaluation/stat
 the Wilcoxon p beside it, the Benjamini-Hochberg q over the whole table (many claims are
 tested at once; each test enters the family once), and a verdict decided on q at `alpha`:
 `reproduced` (the claimed direction), `contradicted` (the opposite direction) or
-`inconclusive` (q >= alpha: these splits cannot tell).
+`inconclusive` (q >= alpha: these splits cannot tell). `detectable`: the difference these
+splits would have called at `alpha` with 80 % power, given the differences' spread, so an
+inconclusive row says what effect it rules out, not only that it found none.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def claims_table(results: pd.DataFrame, ours: str, alpha: float) -> pd.DataFrame
                 "t (corrected)": c.t,
                 "p": c.p,
                 "p (Wilcoxon)": c.p_wilcoxon,
+                "detectable": c.detectable(alpha),
                 "holds": c.mean_diff > 0 if lower_claimed else c.mean_diff < 0,
             }
         )
