@@ -279,6 +279,22 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
     row = table.iloc[0]
     assert (row["vs"], row["n"], row["verdict"]) == ("duiit", 5, "equivalent")
     assert (row["min/run (vs)"], row["min/run (this)"]) == (10.0, 2.0)
+    # A grid under way: the reference has a split more, with an outlier; the means shown
+    # are over the splits the test pairs, and every row has the same columns.
+    extra = runs[runs["method"] == "duiit"].iloc[[0]].assign(split=5, mse=900.0)
+    extra_cut = extra.assign(method="cyclegan", mse=100.0)
+    more = pd.concat(
+        [
+            runs,
+            extra,
+            extra_cut,
+            runs[runs["method"] == "cyclegan[translator=cut]"].assign(method="cyclegan"),
+        ]
+    )
+    table = translator_table(more).set_index("method")
+    assert list(table.columns) == list(translator_table(runs).set_index("method").columns)
+    assert table.loc["duiit[translator=fastcut]", "vs mse"] == "100 ± 7.91"
+    assert table.loc["cyclegan[translator=cut]", "n"] == 5
 
 
 def test_a_long_variant_name_is_a_row_label_of_one_option_a_line() -> None:

@@ -148,7 +148,9 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
     """Each method run on another translator (`duiit[translator=fastcut]`) beside the same
     method on the experiment's own translator (`duiit`), per setting: the primary metric of
     both, the equivalence test of the difference (its 90 % corrected interval against
-    +-`share` of the reference's mean; `stats.equivalence`) and minutes per run of both."""
+    +-`share` of the reference's mean; `stats.equivalence`) and minutes per run of both,
+    each over the splits both ran (what the test pairs; a grid under way has more splits of
+    one than of the other)."""
     metric, _ = primary_metric(results)
     ratio = holdout_ratio(results)
     series = {k: g.set_index("split") for k, g in results.groupby(["setting", "method"])}
@@ -159,7 +161,10 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
             continue
         if (setting, name) not in series:
             continue
-        ref = series[(setting, name)]
+        shared = (
+            series[(setting, name)][metric].dropna().index.intersection(runs[metric].dropna().index)
+        )
+        ref, runs = series[(setting, name)].loc[shared], runs.loc[shared]
         e = equivalence(ref[metric], runs[metric], ratio, share)
         rows.append(
             {
@@ -167,8 +172,8 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
                 "method": method,
                 "vs": name,
                 "n": e.n,
-                name: mean_std(ref[metric].mean(), ref[metric].std()),
-                "this": mean_std(runs[metric].mean(), runs[metric].std()),
+                "vs " + metric: mean_std(ref[metric].mean(), ref[metric].std()),
+                "this " + metric: mean_std(runs[metric].mean(), runs[metric].std()),
                 "diff": e.mean_diff,
                 "90% interval": f"[{e.low:.3g}, {e.high:.3g}]",
                 "margin": f"±{e.margin:.3g}",
