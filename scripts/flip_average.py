@@ -18,6 +18,7 @@ import yaml
 
 from duiit.config import Config
 from duiit.data import load_cohorts
+from duiit.data.cohort import Cohort
 from duiit.evaluation import stats
 from duiit.methods.base import FittedModel
 from duiit.training.runtime import Runtime
@@ -31,20 +32,27 @@ def squared_errors(
     return float(((pred - label) ** 2).mean()), float(((per_patient.p - per_patient.y) ** 2).mean())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def saved_runs(doc: str) -> tuple[pd.DataFrame, Cohort]:
+    """The command line of a script on an experiment folder's saved runs: the finished runs
+    of `--method` (runs.csv rows, by split) and the target cohort as they read it."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="an experiment folder (runs.csv beside runs/)")
-    parser.add_argument("--method", default="target_only", help="whose runs to re-score")
+    parser.add_argument("--method", default="target_only", help="whose saved runs to use")
     args = parser.parse_args()
     runs = pd.read_csv(args.folder / "runs.csv")
     runs = runs[runs["method"] == args.method].sort_values("split")
     if runs.empty:
         raise SystemExit(f"{args.folder}/runs.csv has no finished {args.method} run")
-    rt = Runtime.create("cpu", "fp32")
     first = Path(runs["run_dir"].iloc[0])
     cfg = Config.model_validate(yaml.safe_load((first / "config.yaml").read_text()))
     manifest = yaml.safe_load((args.folder / "experiment.yaml").read_text())["target"]
     target, _ = load_cohorts(Path(manifest), [], cfg.data, quiet=True)
+    return runs, target
+
+
+def main() -> None:
+    runs, target = saved_runs(__doc__)
+    rt = Runtime.create("cpu", "fp32")
     paths = target.meta["path"].to_numpy()
     rows = []
     for run_dir, split in zip(runs["run_dir"], runs["split"], strict=True):

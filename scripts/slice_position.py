@@ -17,21 +17,17 @@ its patient.
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from flip_average import squared_errors
+from flip_average import saved_runs, squared_errors
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer, StandardScaler
 
-from duiit.config import Config
-from duiit.data import load_cohorts
 from duiit.evaluation import stats
 from duiit.methods.base import FittedModel
 from duiit.methods.classical import image_features
@@ -71,19 +67,8 @@ def grouped_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> GridSearc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="an experiment folder (runs.csv beside runs/)")
-    parser.add_argument("--method", default="target_only", help="whose saved models to use")
-    args = parser.parse_args()
-    runs = pd.read_csv(args.folder / "runs.csv")
-    runs = runs[runs["method"] == args.method].sort_values("split")
-    if runs.empty:
-        raise SystemExit(f"{args.folder}/runs.csv has no finished {args.method} run")
+    runs, target = saved_runs(__doc__)
     rt = Runtime.create("cpu", "fp32")
-    first = Path(runs["run_dir"].iloc[0])
-    cfg = Config.model_validate(yaml.safe_load((first / "config.yaml").read_text()))
-    manifest = yaml.safe_load((args.folder / "experiment.yaml").read_text())["target"]
-    target, _ = load_cohorts(Path(manifest), [], cfg.data, quiet=True)
     paths, patients = target.meta["path"].to_numpy(), target.patient_ids
     labels = target.labels.numpy().astype(float)
     place = spline(places(paths, patients))
