@@ -20,6 +20,7 @@ from duiit.config import Config
 from duiit.data import load_cohorts
 from duiit.data.cohort import Cohort
 from duiit.evaluation import stats
+from duiit.evaluation.metrics import prediction_metrics
 from duiit.methods.base import FittedModel
 from duiit.training.runtime import Runtime
 
@@ -27,9 +28,10 @@ from duiit.training.runtime import Runtime
 def squared_errors(
     pred: np.ndarray, label: np.ndarray, patients: np.ndarray
 ) -> tuple[float, float]:
-    """Slice MSE and patient MSE (a patient's slice predictions averaged), as the report's."""
-    per_patient = pd.DataFrame({"p": pred, "y": label, "g": patients}).groupby("g").mean()
-    return float(((pred - label) ** 2).mean()), float(((per_patient.p - per_patient.y) ** 2).mean())
+    """Slice MSE and patient MSE (a patient's slice predictions averaged): the report's own
+    scores (`prediction_metrics`)."""
+    scores = prediction_metrics(pred, label, None, patients)
+    return scores["mse"], scores["patient_mse"]
 
 
 def saved_runs(doc: str) -> tuple[pd.DataFrame, Cohort]:

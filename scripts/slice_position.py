@@ -23,14 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from flip_average import saved_runs, squared_errors
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import GridSearchCV, GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import SplineTransformer, StandardScaler
+from sklearn.preprocessing import SplineTransformer
 
 from duiit.evaluation import stats
 from duiit.methods.base import FittedModel
-from duiit.methods.classical import image_features
+from duiit.methods.classical import grouped_search, image_features
 from duiit.training.runtime import Runtime
 
 
@@ -54,18 +51,6 @@ def spline(place: np.ndarray) -> np.ndarray:
     return basis.transform(place[:, None])
 
 
-def grouped_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> GridSearchCV:
-    """Standardise -> ridge, its strength by 5-fold CV grouped by patient (the baseline's)."""
-    folds = GroupKFold(n_splits=max(2, min(5, len(np.unique(groups)))))
-    search = GridSearchCV(
-        make_pipeline(StandardScaler(), Ridge()),
-        {"ridge__alpha": np.logspace(-3, 4, 15)},
-        cv=folds,
-        scoring="neg_mean_squared_error",
-    )
-    return search.fit(x, y, groups=groups)
-
-
 def main() -> None:
     runs, target = saved_runs(__doc__)
     rt = Runtime.create("cpu", "fp32")
@@ -84,14 +69,18 @@ def main() -> None:
         tr, va, te = part["train"], part["val"], part["test"]
         preds = {}
         for name, x in (("ridge", features), ("ridge+place", np.hstack([features, place]))):
-            preds[name] = grouped_ridge(x[tr], labels[tr], patients[tr]).predict(x[te])
+            preds[name] = grouped_search(x[tr], labels[tr], patients[tr], classes=False).predict(
+                x[te]
+            )
         model = FittedModel.load(run / "model.pt")
         cnn = np.zeros(len(labels))
         cnn[va | te] = model.predict(target.images[va | te].float(), rt).ravel()
         preds["cnn"] = cnn[te]
         with_place = np.hstack([cnn[:, None], place, cnn[:, None] * place])
         for name, x in (("cnn recal", cnn[:, None]), ("cnn recal+place", with_place)):
-            preds[name] = grouped_ridge(x[va], labels[va], patients[va]).predict(x[te])
+            preds[name] = grouped_search(x[va], labels[va], patients[va], classes=False).predict(
+                x[te]
+            )
         scores = {k: squared_errors(v, labels[te], patients[te]) for k, v in preds.items()}
         rows.append({"split": split, **{f"{k} {m}": v[i] for k, v in scores.items()
                                         for i, m in enumerate(("slice", "patient"))}})  # fmt: skip

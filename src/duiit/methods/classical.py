@@ -137,14 +137,13 @@ class FeatureModel(nn.Module):
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 
-def fit_feature_model(
-    images: torch.Tensor, labels: torch.Tensor, patients: np.ndarray, codec: LabelCodec
-) -> tuple[FeatureModel, dict[str, Any]]:
-    """Fit on the given (training) images alone: the strength by grouped 5-fold CV."""
-    x = image_features(images)
-    y = codec.encode(labels).numpy()
+def grouped_search(
+    x: np.ndarray, y: np.ndarray, patients: np.ndarray, classes: bool
+) -> GridSearchCV:
+    """Standardise -> ridge (logistic regression for classes), fitted with its strength chosen
+    by 5-fold cross-validation grouped by patient, so no patient is on both sides of a fold."""
     folds = GroupKFold(n_splits=max(2, min(5, len(np.unique(patients)))))
-    if codec.classes is None:
+    if not classes:
         search = GridSearchCV(
             make_pipeline(StandardScaler(), Ridge()),
             {"ridge__alpha": np.logspace(-3, 4, 15)},
@@ -159,6 +158,16 @@ def fit_feature_model(
             scoring="neg_log_loss",
         )
     search.fit(x, y, groups=patients)
+    return search
+
+
+def fit_feature_model(
+    images: torch.Tensor, labels: torch.Tensor, patients: np.ndarray, codec: LabelCodec
+) -> tuple[FeatureModel, dict[str, Any]]:
+    """Fit on the given (training) images alone: the strength by grouped 5-fold CV."""
+    x = image_features(images)
+    y = codec.encode(labels).numpy()
+    search = grouped_search(x, y, patients, classes=codec.classes is not None)
     scaler, est = search.best_estimator_.steps[0][1], search.best_estimator_.steps[1][1]
     model = FeatureModel(x.shape[1], codec.out_dim)
     coef = np.atleast_2d(est.coef_)
