@@ -436,3 +436,31 @@ def test_an_experiment_says_once_before_its_runs_what_matching_leaves_uncovered(
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)  # no matching: nothing to say
         check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.1, 0.0])
+def test_danns_reversal_ramps_to_domain_weight(
+    weight: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DANN's features get the domain loss's gradient times -domain_weight x Ganin's ramp
+    2/(1+exp(-10p))-1 at progress p: 0 at the start, domain_weight x 0.987 halfway."""
+    from duiit.methods import predictor_task
+
+    cfg = load_config(
+        overrides=[*TINY, "predictor.augment=[]", f"predictor.domain_weight={weight}"]
+    )
+    target, source = noise_cohort("CT", 0, n=24), noise_cohort("MR", 1, n=24)
+    rt = Runtime.create("cpu", "fp32")
+    codec = LabelCodec.fit(target)
+    groups = modality_groups(target, [source], codec, cfg, rt, per_domain=True)
+    task = PredictorTask(
+        groups, Batches(target, codec, rt), cfg, rt, codec, domains=2, total_steps=10
+    )
+    factors: list[float] = []
+    real = predictor_task.scale_grad
+    monkeypatch.setattr(
+        predictor_task, "scale_grad", lambda x, f: (factors.append(f), real(x, f))[1]
+    )
+    for step in (0, 5):
+        assert "domain" in task.train_step(step)
+    assert factors == pytest.approx([0.0, -weight * (2 / (1 + math.exp(-5)) - 1)])

@@ -190,6 +190,13 @@ class PredictorConfig(_Strict):
         description="loss weight of a source image relative to a real target image in the "
         "predictor's loss (a weighted mean); DUIIT's task gradient into G is not affected",
     )
+    domain_weight: float = Field(
+        1.0,
+        ge=0,
+        description="DANN: the gradient reversal's final weight on the domain loss, reached "
+        "by Ganin et al.'s ramp 2/(1+exp(-10p))-1 over training (theirs: 1); lower keeps "
+        "more of what tells the modalities apart",
+    )
     match_labels: bool = Field(
         False,
         description="draw source images so that their labels follow the target training set's "

@@ -185,9 +185,10 @@ class PredictorTask:
             losses = {"pred": pred}
             total = pred
             if self.domain_head is not None:
-                # DANN's schedule: the reversal weight grows from 0 to 1 over training.
+                # DANN's schedule: the reversal weight grows from 0 to domain_weight.
                 p = step / self.total_steps
-                weight = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+                ramp = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+                weight = self.cfg.predictor.domain_weight * ramp
                 logits = self.domain_head(scale_grad(feats, -weight))
                 domains = torch.cat(
                     [
