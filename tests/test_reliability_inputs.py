@@ -268,6 +268,12 @@ CONFIG_CASES = [
         {"config": ["--config", "list.yaml"]},
     ),
     Case(
+        "key given twice in a config file",
+        ("config file twice.yaml: 'train' is given twice (lines 1 and 3); keep one",),
+        _file("twice.yaml", "train: {steps: 2}\nmodel: {ngf: 8}\ntrain: {steps: 3}\n"),
+        {"config": ["--config", "twice.yaml"]},
+    ),
+    Case(
         "unknown key in config file",
         ("configuration in c.yaml: model.widht: unknown key",),
         _file("c.yaml", "model: {widht: 2}\n"),
@@ -362,6 +368,11 @@ EXPERIMENT_CASES = [
         "experiment file not a mapping",
         ("nope.yaml must hold a mapping",),
         _file("nope.yaml", "- duiit\n"),
+    ),
+    Case(
+        "key given twice in an experiment file (a nested one too)",
+        ("experiment file nope.yaml: 'steps' is given twice (lines 3 and 4); keep one",),
+        _file("nope.yaml", "methods: [duiit]\nrun:\n  train: {steps: 2,\n    steps: 3}\n"),
     ),
     Case(
         "experiment unknown key",

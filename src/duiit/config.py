@@ -403,13 +403,36 @@ def validate(raw: dict[str, Any], origin: str = "configuration") -> Config:
     return validate_as(Config, raw, origin)
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"{key!r} is given twice (lines {first} and {again}); keep one")
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the
+    last silently, so a second `methods:` further down a file would undo the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool):
+                if key in first:
+                    raise _DuplicateKey(key, first[key], line)
+                first[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping, with one-line errors naming it (`what` says
-    which kind of file, `shape` what it should look like)."""
+    which kind of file, `shape` what it should look like); a key given twice is an error."""
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeys) or {}
     except FileNotFoundError:
         raise DuiitError(f"{what} {path} does not exist") from None
+    except _DuplicateKey as exc:
+        raise DuiitError(f"{what} {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise DuiitError(f"{what} {path} is not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
