@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from duiit.config import load_config, parse_overrides
+from duiit.config import load_config, parse_overrides, read_mapping
 from duiit.data import Cohort, split_cohort
 from duiit.data.cohort import evenly_spaced
 from duiit.data.splits import are_counts
@@ -110,6 +110,20 @@ def test_config_layers_and_messages(tmp_path: Path) -> None:
     assert load_config(overrides=["train.compile=off"]).train.compile == "off"
     with pytest.raises(DuiitError, match="section.key=value"):
         parse_overrides(["steps"])
+
+
+def test_a_key_given_twice_is_refused_but_a_merged_key_may_be_overridden(tmp_path: Path) -> None:
+    """YAML anchors with `<<:` keep working (an explicit key overrides a merged one, as
+    YAML intends); a key written twice in one mapping is an error naming both lines."""
+    shared = "base: &b {steps: 50, lr_translator: 0.1}\n"
+    (tmp_path / "merge.yaml").write_text(shared + "train:\n  <<: *b\n  lr_translator: 0.001\n")
+    (tmp_path / "twice.yaml").write_text(shared + "train:\n  <<: *b\n  steps: 5\n  steps: 7\n")
+    with pytest.raises(DuiitError, match="base: unknown key"):  # the anchor's own section
+        load_config(tmp_path / "merge.yaml")
+    merged = read_mapping(tmp_path / "merge.yaml", "config file", "")["train"]
+    assert merged == {"steps": 50, "lr_translator": 0.001}
+    with pytest.raises(DuiitError, match=r"'steps' is given twice \(lines 4 and 5\)"):
+        read_mapping(tmp_path / "twice.yaml", "config file", "")
 
 
 def test_central_slices_even_out_whole_stacks_beside_single_slices() -> None:

@@ -410,11 +410,14 @@ class _DuplicateKey(yaml.YAMLError):
 
 class _UniqueKeys(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the
-    last silently, so a second `methods:` further down a file would undo the first."""
+    last silently, so a second `methods:` further down a file would undo the first. Keys
+    merged in with `<<: *anchor` may still be overridden, as YAML intends."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if isinstance(key, str | int | float | bool):
