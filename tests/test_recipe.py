@@ -294,9 +294,10 @@ def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes
     assert set(predicted) <= {0, 1}  # class indices, as for every method
 
 
-def _mixed_task(overrides: list[str], sources: int = 2) -> PredictorTask:
+def _mixed_task(overrides: list[str], sources: int = 2, dann: bool = False) -> PredictorTask:
     """A predictor task on a target and `sources` raw sources, grouped as MTL, DANN and
-    translate-then-train group them."""
+    translate-then-train group them; with `dann`, each its own domain for DANN's domain
+    head, over 10 steps."""
     cfg = load_config(
         overrides=[*TINY, "predictor.batch_size=12", "predictor.augment=[]", *overrides]
     )
@@ -304,8 +305,11 @@ def _mixed_task(overrides: list[str], sources: int = 2) -> PredictorTask:
     others = [noise_cohort(f"S{k}", k + 1, n=24) for k in range(sources)]
     rt = Runtime.create("cpu", "fp32")
     codec = LabelCodec.fit(target)
-    groups = modality_groups(target, others, codec, cfg, rt)
-    return PredictorTask(groups, Batches(target, codec, rt), cfg, rt, codec)
+    groups = modality_groups(target, others, codec, cfg, rt, per_domain=dann)
+    domains = len(groups) if dann else 0
+    return PredictorTask(
+        groups, Batches(target, codec, rt), cfg, rt, codec, domains=domains, total_steps=10
+    )
 
 
 @pytest.mark.parametrize(
@@ -446,16 +450,7 @@ def test_danns_reversal_ramps_to_domain_weight(
     2/(1+exp(-10p))-1 at progress p: 0 at the start, domain_weight x 0.987 halfway."""
     from duiit.methods import predictor_task
 
-    cfg = load_config(
-        overrides=[*TINY, "predictor.augment=[]", f"predictor.domain_weight={weight}"]
-    )
-    target, source = noise_cohort("CT", 0, n=24), noise_cohort("MR", 1, n=24)
-    rt = Runtime.create("cpu", "fp32")
-    codec = LabelCodec.fit(target)
-    groups = modality_groups(target, [source], codec, cfg, rt, per_domain=True)
-    task = PredictorTask(
-        groups, Batches(target, codec, rt), cfg, rt, codec, domains=2, total_steps=10
-    )
+    task = _mixed_task([f"predictor.domain_weight={weight}"], sources=1, dann=True)
     factors: list[float] = []
     real = predictor_task.scale_grad
     monkeypatch.setattr(
