@@ -257,8 +257,12 @@ CONFIG_CASES = [
     ),
     Case(
         "config file not YAML",
-        ("config file bad.yaml is not valid YAML",),
-        _file("bad.yaml", "train: [1,\n"),
+        (
+            "config file bad.yaml is not valid YAML at line 3, column 2: expected <block end>",
+            "(while parsing a block mapping begun on line 1)",
+            "check the brackets, quotes and indentation there",
+        ),
+        _file("bad.yaml", "train:\n  steps: 2\n model: {ngf: 8}\n"),
         {"config": ["--config", "bad.yaml"]},
     ),
     Case(
@@ -361,7 +365,10 @@ EXPERIMENT_CASES = [
     Case("experiment file missing", ("experiment file nope.yaml does not exist",)),
     Case(
         "experiment file not YAML",
-        ("experiment file nope.yaml is not valid YAML",),
+        (
+            "experiment file nope.yaml is not valid YAML at line 2, column 1: expected ',' or ']'",
+            "(while parsing a flow sequence begun on line 1)",
+        ),
         _file("nope.yaml", "methods: [duiit\n"),
     ),
     Case(

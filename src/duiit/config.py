@@ -432,6 +432,19 @@ class _UniqueKeys(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: where, what, and where the construct that
+    broke began (an unclosed bracket or quote is found only at the end of the file)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return ": " + " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context:
+        began = exc.context_mark
+        text += f" ({exc.context}" + (f" begun on line {began.line + 1})" if began else ")")
+    return text + "; check the brackets, quotes and indentation there"
+
+
 def read_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping, with one-line errors naming it (`what` says
     which kind of file, `shape` what it should look like); a key given twice is an error."""
@@ -442,7 +455,7 @@ def read_mapping(path: Path, what: str, shape: str) -> dict[str, Any]:
     except _DuplicateKey as exc:
         raise DuiitError(f"{what} {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise DuiitError(f"{what} {path} is not valid YAML: {exc}") from None
+        raise DuiitError(f"{what} {path} is not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(loaded, dict):
         raise DuiitError(f"{what} {path} must hold a mapping ({shape})")
     return loaded
