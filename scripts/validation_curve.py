@@ -24,12 +24,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from duiit.evaluation.curves import flat_from  # noqa: E402
+from duiit.methods.base import method_folder  # noqa: E402
 
 
 def curves(experiment: Path, method: str) -> pd.DataFrame:
-    """Validation loss and MAE per (split, step) of `method`'s last training stage."""
+    """Validation loss and MAE per (split, step) of `method`'s last training stage; `method`
+    as the experiment file writes it (`target_only[predictor.lr=0.001]`)."""
     frames = []
-    for path in sorted(experiment.glob(f"runs/*/{method}/split-*/metrics.csv")):
+    for path in sorted(experiment.glob(f"runs/*/{method_folder(method)}/split-*/metrics.csv")):
         m = pd.read_csv(path)
         m = m[m["stage"] == m["stage"].iloc[-1]]
         wide = m[m["name"].isin(["val_selection", "val_mae"])].pivot(
