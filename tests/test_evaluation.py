@@ -20,7 +20,7 @@ from duiit.evaluation.stats import (
     verdict,
 )
 from duiit.report.figures import row_label
-from duiit.report.tables import translator_table
+from duiit.report.tables import method_groups, translator_table
 
 
 def test_corrected_resampled_ttest_matches_hand_computation() -> None:
@@ -303,3 +303,28 @@ def test_a_long_variant_name_is_a_row_label_of_one_option_a_line() -> None:
     assert row_label("cyclegan[translator=fastcut, source_share=0.5]") == (
         "cyclegan\n[translator=fastcut,\nsource_share=0.5]"
     )
+
+
+def test_report_groups_methods_by_what_they_are_not_by_their_settings() -> None:
+    """The classical baseline and a DANN variant are baselines, not variants of ours: the
+    demo's report once listed features_ridge under "Ablation: ours vs its variants"."""
+    methods = [
+        "duiit",
+        "features_ridge",
+        "target_only",
+        "dann[domain_weight=0.1]",
+        "cyclegan[translator=cut]",
+        "simple_augment",
+        "random_erasing[predictor.lr=0.001]",
+        "duiit[translator=fastcut]",
+        "cycada",
+    ]
+    baselines, augments, variants = method_groups(methods, "duiit")
+    assert baselines == [
+        "features_ridge",
+        "target_only",
+        "dann[domain_weight=0.1]",
+        "cyclegan[translator=cut]",
+    ]
+    assert augments == ["simple_augment", "random_erasing[predictor.lr=0.001]"]
+    assert variants == ["duiit[translator=fastcut]", "cycada"]

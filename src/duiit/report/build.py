@@ -19,12 +19,11 @@ from duiit.files import read_csv, write_csv, write_text
 from duiit.report import figures
 from duiit.report.claims import claims_summary, claims_table
 from duiit.report.tables import (
-    AUGMENTATIONS,
-    PAPER_BASELINES,
     beside_table,
     comparisons,
     constant_rows,
     error_table,
+    method_groups,
     metric_columns,
     primary_metric,
     quality_table,
@@ -162,9 +161,7 @@ def build_report(out: Path, beside: list[Path] | None = None) -> Report:
     full = summary(shown, metric_columns(shown) + ["fit_seconds"])
     write_csv(full, out / "results.csv")
     methods = list(results["method"].drop_duplicates())
-    baselines = [m for m in methods if m != ours and m in PAPER_BASELINES]
-    augments = [m for m in methods if m in AUGMENTATIONS]
-    ablation = [m for m in methods if m != ours and m not in (*PAPER_BASELINES, *AUGMENTATIONS)]
+    baselines, augments, ablation = method_groups(methods, ours)
     versus = comparisons(results, metric, ours, alpha, lower)
     claims = claims_table(results, ours, alpha)
     error_title = f"Prediction error on real target test patients ({metric}, mean ± std)"

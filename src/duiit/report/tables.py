@@ -28,6 +28,8 @@ from duiit.methods.base import parse_method
 AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
 # The paper's other methods; anything else an experiment runs is a variant (ablation).
 PAPER_BASELINES = ("target_only", "transfer", "multitask", "dann", "cyclegan")
+# Baselines that are not the paper's: has the network learnt more than image counts tell?
+CLASSICAL = ("features_ridge",)
 SCORES = ("mse", "mae", "r2", "patient_mse", "patient_mae", "patient_r2", "accuracy", "macro_f1")
 
 
@@ -238,6 +240,25 @@ def to_markdown(df: pd.DataFrame, index: bool = False) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def method_groups(methods: list[str], ours: str) -> tuple[list[str], list[str], list[str]]:
+    """The report's three comparison tables by what a method is, whatever its settings
+    (`dann[domain_weight=0.1]` is DANN, `features_ridge` a baseline): baselines (the paper's
+    and the classical one), augmentations, and the rest, variants of ours (its λ, couplings,
+    translators)."""
+    baseline, augment, variant = [], [], []
+    for method in methods:
+        if method == ours:
+            continue
+        name = parse_method(method)[0]
+        if name in (*PAPER_BASELINES, *CLASSICAL):
+            baseline.append(method)
+        elif name in AUGMENTATIONS:
+            augment.append(method)
+        else:
+            variant.append(method)
+    return baseline, augment, variant
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float) and pd.isna(v):
         return ""
@@ -248,7 +269,9 @@ def _fmt(v: object) -> str:
 
 __all__ = [
     "AUGMENTATIONS",
+    "CLASSICAL",
     "PAPER_BASELINES",
+    "method_groups",
     "beside_table",
     "error_table",
     "mean_std",
