@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -67,7 +68,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--splits", type=int, default=3)
     args = p.parse_args()
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     shutil.rmtree(args.out, ignore_errors=True)
     synthesise(
         args.out / "cohort",

@@ -18,6 +18,7 @@ its first. The figure goes to OUT/plateau.png.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def main() -> None:
     )
     target, sources = load_cohorts(exp.target, exp.sources, cfg.data, quiet=True)
     sources = [c for c in sources if args.sources is None or c.modality in args.sources]
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for method in args.methods:
         run_dir = args.out / method_folder(method)

@@ -19,6 +19,7 @@ import argparse
 import math
 import multiprocessing as mp
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -93,7 +94,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="timed steps per contender and round")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     print(f"torch threads: {torch.get_num_threads()}; {args.size} px")
     ctx = mp.get_context("spawn")
     rows: dict[str, list[tuple]] = {name: [] for name in CONTENDERS}

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -153,7 +154,7 @@ def main() -> None:
     p.add_argument("--probe-steps", type=int, nargs=2, default=[1, 3], metavar=("K1", "K2"))
     p.add_argument("--run", nargs="*", default=[], help="run overrides, e.g. train.batch_size=8")
     args = p.parse_args()
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     print(f"torch {torch.__version__}; {describe(Runtime.create().device)}")
     if args.skip_demo:
         from duiit.data.phantom import PhantomSpec, synthesise

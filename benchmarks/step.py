@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -260,7 +261,7 @@ def main() -> None:
         f"predictor {base.predictor.network} x{base.predictor.width}"
     )
     print(f"fast path precision: {fast_note}")
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     ratio = f"x {args.contenders[0]}"
     width, rw = max(len(c) for c in args.contenders), len(ratio) + 2
     print(

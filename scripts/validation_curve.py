@@ -14,6 +14,7 @@ where the mean validation loss is lowest, and the step from which it is flat.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def main() -> None:
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
-    print("command: " + " ".join(["python", *sys.argv]))
+    print("command: " + shlex.join(["python", *sys.argv]))
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"figure -> {args.out}")
 
