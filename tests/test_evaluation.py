@@ -20,7 +20,7 @@ from duiit.evaluation.stats import (
     verdict,
 )
 from duiit.report.figures import row_label
-from duiit.report.tables import method_groups, translator_table
+from duiit.report.tables import learning_check, method_groups, translator_table
 
 
 def test_corrected_resampled_ttest_matches_hand_computation() -> None:
@@ -328,3 +328,31 @@ def test_report_groups_methods_by_what_they_are_not_by_their_settings() -> None:
     ]
     assert augments == ["simple_augment", "random_erasing[predictor.lr=0.001]"]
     assert variants == ["duiit[translator=fastcut]", "cycada"]
+
+
+def test_the_report_says_which_methods_beat_neither_the_mean_nor_the_classical_baseline() -> None:
+    """Each method's mean against the constant's and the ridge's on the same splits: one that
+    is not below names itself with both numbers; one below them is not named; a method run on
+    fewer splits is compared on those splits only."""
+    rows = [("PURE-CT", "predict the mean", s, 100.0) for s in range(3)]
+    rows += [("PURE-CT", "features_ridge", s, v) for s, v in enumerate([60.0, 70.0, 80.0])]
+    rows += [("PURE-CT", "target_only", s, v) for s, v in enumerate([50.0, 60.0, 70.0])]
+    rows += [("MIX-CT-MRI", "duiit", s, v) for s, v in enumerate([90.0, 120.0])]  # 105 vs 100
+    # 2 splits: 75 against the ridge's 65 there (its 3-split mean, 70, would hide nothing)
+    rows += [("MIX-CT-MRI", "cyclegan", s, v) for s, v in enumerate([70.0, 80.0])]
+    df = pd.DataFrame(rows, columns=["setting", "method", "split", "mse"])
+    constants = df[df["method"] == "predict the mean"]
+    results = df[df["method"] != "predict the mean"]
+    floor, ridge = learning_check(results, constants, "mse", lower=True)
+    assert floor.startswith("Against predict the mean (mse, mean over the same splits): 1 of 4")
+    assert "duiit in MIX-CT-MRI (105 against 100)" in floor
+    assert "target_only" not in floor and "cyclegan" not in floor
+    assert "2 of 3 method rows are not below it" in ridge
+    assert "duiit in MIX-CT-MRI (105 against 65)" in ridge
+    assert "cyclegan in MIX-CT-MRI (75 against 65)" in ridge
+    assert "target_only" not in ridge
+    better = results.assign(mse=results["mse"].where(results["method"] == "features_ridge", 1.0))
+    assert learning_check(better, constants, "mse", lower=True) == [
+        "Against predict the mean (mse, mean over the same splits): every method is below it.",
+        "Against features_ridge (mse, mean over the same splits): every method is below it.",
+    ]

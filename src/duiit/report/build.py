@@ -23,6 +23,7 @@ from duiit.report.tables import (
     comparisons,
     constant_rows,
     error_table,
+    learning_check,
     method_groups,
     metric_columns,
     primary_metric,
@@ -221,6 +222,9 @@ def build_report(out: Path, beside: list[Path] | None = None) -> Report:
     if found.notes:
         md += ["## Unfinished or damaged runs\n", *[f"- {note}" for note in found.notes], ""]
     md += [intro + "\n"]
+    learned = learning_check(results, constants, metric, lower)
+    if learned:
+        md += ["## Do the predictors learn?\n", *[f"- {line}" for line in learned], ""]
     for title, df in tables.items():
         md += [f"## {title}\n", to_markdown(df)]
     md += ["## Figures\n", *[f"![{t}](figures/{p.name})\n" for t, p in figs.items()]]

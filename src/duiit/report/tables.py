@@ -259,6 +259,51 @@ def method_groups(methods: list[str], ours: str) -> tuple[list[str], list[str], 
     return baseline, augment, variant
 
 
+def learning_check(
+    results: pd.DataFrame, constants: pd.DataFrame, metric: str, lower: bool
+) -> list[str]:
+    """Which methods are no better than the constant (predict the mean, or the majority
+    class) and than the classical baseline: comparisons among those are between predictors
+    that learned little, and a reader should know it before the tables. Each method's mean
+    over the splits it ran against the reference's mean on the same splits: a caution, not
+    a test."""
+    floor = MEAN_PREDICTOR if metric == "mse" else MAJORITY_PREDICTOR
+    refs = {floor: constants[constants["method"] == floor]}
+    refs |= {name: runs for name, runs in results.groupby("method") if name in CLASSICAL}
+    better = "below" if lower else "above"
+    lines = []
+    for ref_name, ref_runs in refs.items():
+        ref = ref_runs.set_index("split")[metric].dropna()
+        scored = []  # (method in setting, its mean, the reference's mean on its splits)
+        for (setting, method), runs in results.groupby(["setting", "method"], sort=False):
+            own = runs.set_index("split")[metric].dropna()
+            shared = own.index.intersection(ref.index)
+            if method != ref_name and not shared.empty:
+                scored.append((f"{method} in {setting}", own[shared].mean(), ref[shared].mean()))
+        if not scored:
+            continue
+        behind = [r for r in scored if (r[1] >= r[2] if lower else r[1] <= r[2])]
+        head = f"Against {ref_name} ({metric}, mean over the same splits): "
+        what = "a constant" if ref_name == floor else "the classical baseline's image counts"
+        if not behind:
+            lines.append(head + f"every method is {better} it.")
+            continue
+        if len(behind) == len(scored):
+            name, mine, theirs = (min if lower else max)(behind, key=lambda r: r[1])
+            found = (
+                f"none of the {len(scored)} method rows is {better} it (the nearest: {name}, "
+                f"{mine:.3g} against {theirs:.3g})"
+            )
+        else:
+            listed = "; ".join(f"{n} ({m:.3g} against {t:.3g})" for n, m, t in behind)
+            found = f"{len(behind)} of {len(scored)} method rows are not {better} it: {listed}"
+        lines.append(
+            head + found + f". Comparisons among these are between predictors no better than "
+            f"{what}."
+        )
+    return lines
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, float) and pd.isna(v):
         return ""
@@ -271,6 +316,7 @@ __all__ = [
     "AUGMENTATIONS",
     "CLASSICAL",
     "PAPER_BASELINES",
+    "learning_check",
     "method_groups",
     "beside_table",
     "error_table",
