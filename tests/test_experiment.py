@@ -177,7 +177,7 @@ def test_variants_and_a_lambda_sweep_over_two_workers(phantom_dir: Path, tmp_pat
     assert sorted(zip(runs["method"], runs["split"], strict=True)) == sorted(
         (m, k) for m in sweep for k in (0, 1)
     )
-    assert runs.loc[runs["method"] != "target_only", "task_fid_MRI"].notna().all()
+    assert runs.loc[runs["setting"] == "MIX-CT-MRI", "task_fid_MRI"].notna().all()
     variant = tmp_path / "out" / "runs" / "MIX-CT-MRI" / "duiit-lambda_pred=0.1" / "split-00"
     assert yaml.safe_load((variant / "config.yaml").read_text())["train"]["lambda_pred"] == 0.1
     cycada = pd.read_csv(
@@ -350,7 +350,11 @@ def test_phantom_cut_config_runs_at_tiny_size(phantom_dir: Path, tmp_path: Path)
     runs = run_experiment(config, tmp_path / "out", overrides, quiet=True)
     methods = ["duiit", "cyclegan", "duiit[translator=cut]", "cyclegan[translator=cut]"]
     assert sorted(zip(runs["setting"], runs["method"], strict=True)) == sorted(
-        [("PURE-CT", "target_only"), *(("MIX-CT-MRI", m) for m in methods)]
+        [
+            ("PURE-CT", "target_only"),
+            ("PURE-CT", "features_ridge"),
+            *(("MIX-CT-MRI", m) for m in methods),
+        ]
     )
     folders = tmp_path / "out" / "runs" / "MIX-CT-MRI"
     assert sorted(p.name for p in folders.iterdir()) == sorted(
@@ -363,7 +367,7 @@ def test_phantom_cut_config_runs_at_tiny_size(phantom_dir: Path, tmp_path: Path)
         pd.read_csv(folders / "cyclegan-translator=cut" / "split-00" / "metrics.csv")["name"]
     )
     assert {"nce", "nce_idt", "D_t"} <= names and not names & {"cyc", "adv_F", "D_s"}
-    assert runs.loc[runs["method"] != "target_only", "task_fid_MRI"].notna().all()
+    assert runs.loc[runs["setting"] == "MIX-CT-MRI", "task_fid_MRI"].notna().all()
     build_report(tmp_path / "out")
     md = (tmp_path / "out" / "results.md").read_text()
     versus = md[md.index("## Ours vs every other method") :]
