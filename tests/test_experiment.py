@@ -127,6 +127,34 @@ def test_interrupted_sweep_finishes_only_what_is_missing(sweep: Path) -> None:
     assert all(p.stat().st_mtime_ns == t for p, t in others.items())
 
 
+def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -> None:
+    """scripts/keep_runs.py copies the finished runs without checkpoints; copied back into an
+    empty folder, the grid skips every kept run (quality references and scores included),
+    runs only the one whose record is gone, and reports what the original folder does."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "scripts" / "keep_runs.py"
+    spec = importlib.util.spec_from_file_location("keep_runs", script)
+    keep_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep_runs)
+    out, kept, back = sweep / "out", tmp_path / "kept", tmp_path / "back"
+    assert keep_runs.keep(out, kept) == (38 + 2, sum(p.is_file() for p in kept.rglob("*")))
+    assert not list(kept.rglob("checkpoints")) and not list(kept.rglob("tb"))
+    assert keep_runs.keep(out, kept)[1] == 0  # nothing changed: nothing written again
+    size = sum(p.stat().st_size for p in kept.rglob("*") if p.is_file())
+    assert size < sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 3
+    keep_runs.keep(kept, back)
+    victim = back / "runs" / "MIX-CT-MRI" / "duiit" / "split-01"
+    (victim / "result.json").unlink()
+    run_experiment(sweep / "exp.yaml", back, quiet=True)
+    assert [p.parent for p in back.rglob("checkpoints")] == [victim]
+    columns = ["setting", "method", "split", "mse", "task_fid_MRI"]
+    original = pd.read_csv(out / "runs.csv").set_index(columns[:3]).sort_index()
+    resumed = pd.read_csv(back / "runs.csv").set_index(columns[:3]).sort_index()
+    same = resumed.index != ("MIX-CT-MRI", "duiit", 1)
+    pd.testing.assert_frame_equal(resumed.loc[same, columns[3:]], original.loc[same, columns[3:]])
+
+
 def test_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text("target: ct.csv\nmethods: [duiit, magic]\n")
     with pytest.raises(DuiitError, match="unknown method 'magic'"):
