@@ -753,6 +753,7 @@ DUIIT = "runs/MIX-CT-MRI/duiit/split-00"
             f"{TARGET_ONLY}/split.csv is damaged",
         ),
         (lambda out: _truncate(out / "runs.csv"), "runs.csv is damaged or out of date"),
+        (lambda out: (out / "runs.csv").unlink(), "runs.csv was missing (`duiit experiment`"),
     ],
     ids=[
         "unfinished run",
@@ -760,6 +761,7 @@ DUIIT = "runs/MIX-CT-MRI/duiit/split-00"
         "truncated metrics.csv",
         "empty split.csv",
         "truncated runs.csv",
+        "no runs.csv (a stopped grid)",
     ],
 )
 def test_report_says_what_is_missing_or_damaged(

@@ -125,7 +125,13 @@ def audit(out: Path, results: pd.DataFrame) -> Audit:
             found.damaged.add(run_dir / name)
     table = results.to_csv(index=False)
     runs_csv = out / "runs.csv"
-    if not runs_csv.exists() or _rows(runs_csv.read_text()) != _rows(table):
+    if not runs_csv.exists():
+        found.notes.append(
+            "runs.csv was missing (`duiit experiment` writes it when it ends: this one was "
+            "stopped or is still running); written from the finished runs' result.json"
+        )
+        write_text(table, runs_csv)
+    elif _rows(runs_csv.read_text()) != _rows(table):
         found.notes.append(
             "runs.csv is damaged or out of date (it does not match the finished runs' "
             "result.json, which the report reads); written again"
