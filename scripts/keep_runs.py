@@ -8,7 +8,9 @@ command copies them back into a folder where the grid resumes with the rest:
     .venv/bin/python scripts/keep_runs.py runs/real-ct-ich-v3 results/real-ct-ich-v3
     .venv/bin/python scripts/keep_runs.py results/real-ct-ich-v3 runs/real-ct-ich-v3
 
-Unfinished runs (no result.json yet) are left out: they restart from scratch where copied.
+Unfinished runs are left out (no result.json yet, or, where the experiment scores
+translations, a translating run not yet scored or a reference without its features): they
+run again from scratch where copied.
 A file already in DEST with the same bytes is not written again; each file is written
 atomically, so a stopped copy leaves whole files only.
 """
@@ -20,7 +22,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from duiit.files import atomic_path
+import yaml
+
+from duiit.evaluation.quality import FEATURES, quality_done
+from duiit.files import atomic_path, read_json
+from duiit.methods import get_method
 
 # Top-level files of an experiment folder, and a finished run's record (grid.unfinished and
 # results.audit read these; checkpoints/, samples/ and tb/ are for resuming or looking at a
@@ -41,9 +47,23 @@ REFERENCE_FILES = ("model.pt", "quality-features.pt")
 
 
 def finished_runs(out: Path) -> list[Path]:
-    """The run folders of `out` (protocol runs and quality references) with a result.json."""
+    """The run folders of `out` (protocol runs and quality references) that the grid would
+    skip (`grid.unfinished`): a result.json, and the quality files where the experiment
+    scores translations. A run finished but unscored is left out: without its checkpoints
+    it could not be scored where it is copied to."""
+    record = yaml.safe_load((out / "experiment.yaml").read_text())
+    scoring = record.get("quality", {}).get("enabled", True)
     found = [*out.glob("runs/*/*/split-*/result.json"), *out.glob("references/split-*/result.json")]
-    return sorted(p.parent for p in found)
+    runs = []
+    for run in sorted(p.parent for p in found):
+        if run.parent.name == "references":
+            done = not scoring or (run / FEATURES).exists()
+        else:
+            translates = get_method(read_json(run / "result.json")["method"]).translates
+            done = not (scoring and translates) or quality_done(run)
+        if done:
+            runs.append(run)
+    return runs
 
 
 def _copy(src: Path, dest: Path) -> bool:

@@ -143,6 +143,10 @@ def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -
     assert keep_runs.keep(out, kept)[1] == 0  # nothing changed: nothing written again
     size = sum(p.stat().st_size for p in kept.rglob("*") if p.is_file())
     assert size < sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 3
+    unscored = kept / "runs" / "MIX-CT-PET" / "cyclegan" / "split-00" / "quality.json"
+    unscored.rename(unscored.with_name("elsewhere.json"))
+    assert keep_runs.keep(kept, tmp_path / "partial")[0] == 38 + 2 - 1  # not finished there
+    unscored.with_name("elsewhere.json").rename(unscored)
     keep_runs.keep(kept, back)
     victim = back / "runs" / "MIX-CT-MRI" / "duiit" / "split-01"
     (victim / "result.json").unlink()
