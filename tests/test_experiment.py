@@ -159,6 +159,44 @@ def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -
     pd.testing.assert_frame_equal(resumed.loc[same, columns[3:]], original.loc[same, columns[3:]])
 
 
+def test_averaging_check_rescores_the_references_and_pairs_two_seeds(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/averaging_check.py re-predicts each quality reference's test slices (refusing
+    when they differ from its recorded predictions: it would be reading other images),
+    mirrored too, and averages the reference with the grid's own target-only run."""
+    import importlib.util
+    import shutil
+
+    script = Path(__file__).parents[1] / "scripts" / "averaging_check.py"
+    spec = importlib.util.spec_from_file_location("averaging_check", script)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    exp = yaml.safe_load((sweep / "exp.yaml").read_text())
+    argv = ["averaging_check.py", str(sweep / "out"), "--target", exp["target"]]
+    monkeypatch.setattr("sys.argv", argv)
+    check.main()
+    printed = capsys.readouterr().out
+    assert "| flip-averaged |" in printed and "| two-seed |" in printed
+    assert printed.count("of 2 |") == 4  # both checks paired on both splits, two levels
+    runs = pd.read_csv(sweep / "out" / "runs.csv")
+    single = runs[runs["method"] == "target_only"].set_index("split")["mse"]
+    ref = pd.read_json(sweep / "out" / "references" / "split-00" / "result.json", typ="series")
+    row = next(line for line in printed.splitlines() if line.startswith("| split-00 |"))
+    cells = [float(c) for c in row.strip("| ").split(" | ")[1:]]
+    assert cells[0] == pytest.approx(ref["metrics"]["mse"], abs=0.051)
+    assert cells[4] != pytest.approx(cells[0]) and cells[4] != pytest.approx(single[0])
+    assert not list(Path(exp["target"]).parent.glob(".*averaging-check.csv"))  # scratch gone
+    shutil.copytree(sweep / "out" / "references", tmp_path / "references")
+    recorded = tmp_path / "references" / "split-01" / "test_predictions.csv"
+    preds = pd.read_csv(recorded)
+    preds["prediction"] += 1.0
+    preds.to_csv(recorded, index=False)
+    monkeypatch.setattr("sys.argv", [argv[0], str(tmp_path), *argv[2:]])
+    with pytest.raises(SystemExit, match="differ from test_predictions.csv"):
+        check.main()
+
+
 def test_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text("target: ct.csv\nmethods: [duiit, magic]\n")
     with pytest.raises(DuiitError, match="unknown method 'magic'"):
