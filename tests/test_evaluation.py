@@ -246,8 +246,9 @@ def test_selected_steps_reads_the_kept_checkpoint(tmp_path) -> None:
 
 def test_equivalence_interval_by_hand_and_its_three_verdicts() -> None:
     """The 90 % interval of the mean difference with the corrected variance, against ±10 %
-    of the reference's mean: inside (equivalent), wholly outside (not equivalent), or
-    straddling the margin (cannot tell)."""
+    of the reference's mean: inside (equivalent), wholly above or below (not equivalent,
+    with its direction: a lower error is not a loss), or straddling the margin (cannot
+    tell)."""
     ref = pd.Series([100.0, 110, 90, 105, 95], index=range(5))
     near = ref + pd.Series([1.0, -2, 3, 0, -1], index=range(5))
     e = equivalence(ref, near, ratio=0.156)
@@ -256,7 +257,8 @@ def test_equivalence_interval_by_hand_and_its_three_verdicts() -> None:
     assert (e.n, e.margin) == (5, pytest.approx(10.0))
     assert (e.low, e.high) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
     assert e.verdict == "equivalent"
-    assert equivalence(ref, ref * 1.5, ratio=0.156).verdict == "not equivalent"
+    assert equivalence(ref, ref * 1.5, ratio=0.156).verdict == "not equivalent: higher"
+    assert equivalence(ref, ref * 0.7, ratio=0.156).verdict == "not equivalent: lower"
     noisy = ref + pd.Series([30.0, -25, 20, -30, 10], index=range(5))
     assert equivalence(ref, noisy, ratio=0.156).verdict == "cannot tell"
     assert equivalence(ref, near, ratio=0.0).high < e.high  # the correction only widens

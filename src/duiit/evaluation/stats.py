@@ -102,7 +102,7 @@ class Equivalence:
     low: float
     high: float
     margin: float
-    verdict: str  # equivalent / not equivalent / cannot tell
+    verdict: str  # equivalent / not equivalent: lower / not equivalent: higher / cannot tell
 
 
 def equivalence(
@@ -110,8 +110,11 @@ def equivalence(
 ) -> Equivalence:
     """The `level` interval of the mean per-split difference with the corrected variance
     (1/n + ratio) * var, n - 1 degrees of freedom, against a margin of `share` of the
-    reference's mean: `equivalent` when the interval lies inside +-margin, `not equivalent`
-    when it lies wholly outside, otherwise `cannot tell` (too few or too noisy splits)."""
+    reference's mean: `equivalent` when the interval lies inside +-margin, `not equivalent:
+    lower` / `higher` when it lies wholly below -margin / above +margin (`other` beyond the
+    margin in that direction: for an error, lower is a difference in its favour, which a
+    reader deciding "not worse" must not read as a loss), otherwise `cannot tell` (too few
+    or too noisy splits)."""
     shared = reference.dropna().index.intersection(other.dropna().index)
     diff = other.loc[shared].to_numpy(float) - reference.loc[shared].to_numpy(float)
     n = len(diff)
@@ -124,8 +127,10 @@ def equivalence(
     low, high = float(diff.mean()) - half, float(diff.mean()) + half
     if -margin < low and high < margin:
         word = "equivalent"
-    elif low >= margin or high <= -margin:
-        word = "not equivalent"
+    elif low >= margin:
+        word = "not equivalent: higher"
+    elif high <= -margin:
+        word = "not equivalent: lower"
     else:
         word = "cannot tell"
     return Equivalence(n, float(diff.mean()), low, high, margin, word)
