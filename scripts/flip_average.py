@@ -4,11 +4,14 @@ mirror, without training anything (the plain score reproduces each run's
 test_predictions.csv, which the script checks).
 
     .venv/bin/python scripts/flip_average.py runs/ct-ich-learning-mse --method target_only
+    .venv/bin/python scripts/flip_average.py results/real-ct-ich-v3 --references \
+        --target runs/ct-ich.csv    # a grid's quality references (kept records work too)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +37,46 @@ def squared_errors(
     return scores["mse"], scores["patient_mse"]
 
 
+def reference_runs(folder: Path) -> pd.DataFrame:
+    """A grid's quality references (the target-only predictor of each split, with its own
+    seed) as runs.csv rows: they are in no runs.csv, and a grid stopped part-way (or its
+    records kept by scripts/keep_runs.py) has no runs.csv at all."""
+    rows = []
+    for ref in sorted((folder / "references").glob("split-*")):
+        if (ref / "result.json").exists() and (ref / "model.pt").exists():
+            result = json.loads((ref / "result.json").read_text())
+            n = result["n"]
+            rows.append((str(ref), result["split_seed"], n["test"], n["train"]))
+    return pd.DataFrame(rows, columns=["run_dir", "split", "n_test", "n_train"])
+
+
 def saved_runs(doc: str) -> tuple[pd.DataFrame, Cohort]:
     """The command line of a script on an experiment folder's saved runs: the finished runs
-    of `--method` (runs.csv rows, by split) and the target cohort as they read it."""
+    of `--method` (runs.csv rows, by split) or the quality references, and the target cohort
+    as they read it."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="an experiment folder (runs.csv beside runs/)")
     parser.add_argument("--method", default="target_only", help="whose saved runs to use")
+    parser.add_argument(
+        "--references", action="store_true", help="the grid's quality references instead"
+    )
+    parser.add_argument(
+        "--target", type=Path, help="the target manifest, if not where experiment.yaml says"
+    )
     args = parser.parse_args()
-    runs = pd.read_csv(args.folder / "runs.csv")
-    runs = runs[runs["method"] == args.method].sort_values("split")
+    if args.references:
+        runs, whose = reference_runs(args.folder), "quality reference with its model.pt"
+    else:
+        runs = pd.read_csv(args.folder / "runs.csv")
+        runs, whose = runs[runs["method"] == args.method], f"finished {args.method} run"
+    runs = runs.sort_values("split")
     if runs.empty:
-        raise SystemExit(f"{args.folder}/runs.csv has no finished {args.method} run")
+        raise SystemExit(f"{args.folder} has no {whose}")
     first = Path(runs["run_dir"].iloc[0])
     cfg = Config.model_validate(yaml.safe_load((first / "config.yaml").read_text()))
-    manifest = yaml.safe_load((args.folder / "experiment.yaml").read_text())["target"]
+    manifest = (
+        args.target or yaml.safe_load((args.folder / "experiment.yaml").read_text())["target"]
+    )
     target, _ = load_cohorts(Path(manifest), [], cfg.data, quiet=True)
     return runs, target
 
@@ -66,7 +95,8 @@ def main() -> None:
         plain = model.predict(x, rt).ravel()
         mirrored = model.predict(torch.flip(x, dims=[-1]), rt).ravel()
         saved = pd.read_csv(run / "test_predictions.csv")
-        assert np.allclose(np.sort(saved["prediction"]), np.sort(plain), atol=1e-3), run
+        if not np.allclose(np.sort(saved["prediction"]), np.sort(plain), atol=1e-3):
+            raise SystemExit(f"{run}: the predictions made here differ from test_predictions.csv")
         rows.append(
             (split, *squared_errors(plain, y, target.patient_ids[test]),
              *squared_errors((plain + mirrored) / 2, y, target.patient_ids[test]))

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import script_module
 from scipy import stats
 from torch import nn
 
@@ -224,13 +225,7 @@ def test_claims_verdicts_q_and_untestable_rows() -> None:
 def test_selected_steps_reads_the_kept_checkpoint(tmp_path) -> None:
     """scripts/selected_steps.py: the first lowest val_selection of the last stage, per run
     (the loop keeps a checkpoint only when the selection strictly improves)."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).parents[1] / "scripts" / "selected_steps.py"
-    spec = importlib.util.spec_from_file_location("selected_steps", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("selected_steps")
     for split, values in (("split-00", [0.9, 0.5, 0.5, 0.7]), ("split-01", [0.4, 0.6, 0.3, 0.3])):
         run = tmp_path / "runs" / "MIX-CT-MRI" / "duiit" / split
         run.mkdir(parents=True)

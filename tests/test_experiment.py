@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import TINY_RUN, make_cohort
+from helpers import TINY_RUN, make_cohort, script_module
 
 from duiit.config import load_config
 from duiit.data import load_cohorts, split_cohort
@@ -131,12 +131,7 @@ def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -
     """scripts/keep_runs.py copies the finished runs without checkpoints; copied back into an
     empty folder, the grid skips every kept run (quality references and scores included),
     runs only the one whose record is gone, and reports what the original folder does."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "scripts" / "keep_runs.py"
-    spec = importlib.util.spec_from_file_location("keep_runs", script)
-    keep_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(keep_runs)
+    keep_runs = script_module("keep_runs")
     out, kept, back = sweep / "out", tmp_path / "kept", tmp_path / "back"
     assert keep_runs.keep(out, kept) == (38 + 2, sum(p.is_file() for p in kept.rglob("*")))
     assert not list(kept.rglob("checkpoints")) and not list(kept.rglob("tb"))
@@ -159,42 +154,50 @@ def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -
     pd.testing.assert_frame_equal(resumed.loc[same, columns[3:]], original.loc[same, columns[3:]])
 
 
-def test_averaging_check_rescores_the_references_and_pairs_two_seeds(
+def test_averaging_scripts_on_a_grid_s_references(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """scripts/averaging_check.py re-predicts each quality reference's test slices (refusing
-    when they differ from its recorded predictions: it would be reading other images),
-    mirrored too, and averages the reference with the grid's own target-only run."""
-    import importlib.util
+    """scripts/flip_average.py --references re-predicts each quality reference's test slices
+    (refusing when they differ from its recorded predictions: it would be reading other
+    images) and with their mirror images; scripts/seed_average.py averages the references
+    with the grid's own target-only runs (another seed) and pairs the average with each."""
     import shutil
 
-    script = Path(__file__).parents[1] / "scripts" / "averaging_check.py"
-    spec = importlib.util.spec_from_file_location("averaging_check", script)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
-    exp = yaml.safe_load((sweep / "exp.yaml").read_text())
-    argv = ["averaging_check.py", str(sweep / "out"), "--target", exp["target"]]
-    monkeypatch.setattr("sys.argv", argv)
-    check.main()
+    out = sweep / "out"
+    monkeypatch.setattr("sys.argv", ["flip_average.py", str(out), "--references"])
+    script_module("flip_average").main()
     printed = capsys.readouterr().out
-    assert "| flip-averaged |" in printed and "| two-seed |" in printed
-    assert printed.count("of 2 |") == 4  # both checks paired on both splits, two levels
-    runs = pd.read_csv(sweep / "out" / "runs.csv")
-    single = runs[runs["method"] == "target_only"].set_index("split")["mse"]
-    ref = pd.read_json(sweep / "out" / "references" / "split-00" / "result.json", typ="series")
-    row = next(line for line in printed.splitlines() if line.startswith("| split-00 |"))
+    ref = pd.read_json(out / "references" / "split-00" / "result.json", typ="series")
+    first = printed.splitlines()[1].split()
+    assert first[0] == "0" and float(first[1]) == pytest.approx(ref["metrics"]["mse"], abs=0.051)
+    assert printed.count("of 2 splits; corrected p") == 2
+
+    references, own = out / "references", out / "runs" / "PURE-CT" / "target_only"
+    monkeypatch.setattr("sys.argv", ["seed_average.py", str(references), str(own)])
+    script_module("seed_average").main()
+    printed = capsys.readouterr().out
+    runs = pd.read_csv(out / "runs.csv").set_index(["method", "setting", "split"])
+    row = next(line for line in printed.splitlines() if line.startswith("| split-01 |"))
     cells = [float(c) for c in row.strip("| ").split(" | ")[1:]]
-    assert cells[0] == pytest.approx(ref["metrics"]["mse"], abs=0.051)
-    assert cells[4] != pytest.approx(cells[0]) and cells[4] != pytest.approx(single[0])
-    assert not list(Path(exp["target"]).parent.glob(".*averaging-check.csv"))  # scratch gone
-    shutil.copytree(sweep / "out" / "references", tmp_path / "references")
+    single = runs.loc[("target_only", "PURE-CT", 1)]
+    assert cells[2:4] == pytest.approx([single["mse"], single["patient_mse"]], abs=0.051)
+    assert cells[4] <= (cells[0] + cells[2]) / 2 + 0.05  # convexity: at most the mean's
+    assert cells[4] != pytest.approx(cells[0]) and cells[4] != pytest.approx(cells[2])
+    assert "| first |" in printed and "| second |" in printed
+
+    shutil.copytree(out / "references", tmp_path / "references")
+    shutil.copy(out / "experiment.yaml", tmp_path / "experiment.yaml")
     recorded = tmp_path / "references" / "split-01" / "test_predictions.csv"
     preds = pd.read_csv(recorded)
     preds["prediction"] += 1.0
     preds.to_csv(recorded, index=False)
-    monkeypatch.setattr("sys.argv", [argv[0], str(tmp_path), *argv[2:]])
+    monkeypatch.setattr("sys.argv", ["flip_average.py", str(tmp_path), "--references"])
     with pytest.raises(SystemExit, match="differ from test_predictions.csv"):
-        check.main()
+        script_module("flip_average").main()
+    preds.iloc[::2].to_csv(recorded, index=False)
+    monkeypatch.setattr("sys.argv", ["seed_average.py", str(tmp_path / "references"), str(own)])
+    with pytest.raises(SystemExit, match="split-01: the two runs were not tested on the same"):
+        script_module("seed_average").main()
 
 
 def test_experiment_file_errors(tmp_path: Path) -> None:
