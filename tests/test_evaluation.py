@@ -21,7 +21,7 @@ from duiit.evaluation.stats import (
     verdict,
 )
 from duiit.report.figures import row_label
-from duiit.report.tables import learning_check, method_groups, translator_table
+from duiit.report.tables import learning_check, method_groups, split_table, translator_table
 
 
 def test_corrected_resampled_ttest_matches_hand_computation() -> None:
@@ -292,6 +292,21 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
     assert list(table.columns) == list(translator_table(runs).set_index("method").columns)
     assert table.loc["duiit[translator=fastcut]", "vs mse"] == "100 ± 7.91"
     assert table.loc["cyclegan[translator=cut]", "n"] == 5
+
+
+def test_the_per_split_table_shows_each_split_and_the_mean_of_those_finished() -> None:
+    """A method that has not run split 2 yet gets an empty cell there and the mean of the
+    splits it ran; rows keep the report's setting order (the setting without sources
+    first), columns the splits in order."""
+    rows = [("MIX-CT-MRI", "MRI", "duiit", s, v) for s, v in [(0, 30.0), (1, 50.0)]]
+    rows += [("PURE-CT", "", "target_only", s, v) for s, v in [(1, 20.0), (0, 10.0), (2, 60.0)]]
+    columns = ["setting", "sources", "method", "split", "mse"]
+    table = split_table(pd.DataFrame(rows, columns=columns))
+    assert list(table.columns) == ["setting", "method", "split 0", "split 1", "split 2", "mean"]
+    assert table.values.tolist() == [
+        ["PURE-CT", "target_only", "10", "20", "60", "30"],
+        ["MIX-CT-MRI", "duiit", "30", "50", "", "40"],
+    ]
 
 
 def test_a_long_variant_name_is_a_row_label_of_one_option_a_line() -> None:

@@ -29,6 +29,7 @@ from duiit.report.tables import (
     primary_metric,
     quality_table,
     scores_table,
+    split_table,
     summary,
     to_markdown,
     translator_table,
@@ -170,6 +171,7 @@ def build_report(out: Path, beside: list[Path] | None = None) -> Report:
         error_title: error_table(shown).reset_index(),
         "Every score (mean ± std over splits; patient_*: a patient's slice predictions "
         "averaged)": scores_table(shown),
+        f"Per split ({metric}; mean over the splits a method finished)": split_table(shown),
         f"Paper claims: summary (alpha = {alpha}, on q)": claims_summary(claims)
         if not claims.empty
         else claims,
