@@ -76,6 +76,7 @@ def test_report_has_every_row_and_figure(sweep: Path) -> None:
         "Translation quality",
         "Ours vs every other method",
         "Paper claims: summary",
+        "Per split (mse",
         "corrected resampled t-test",
         "| predict the mean |",
         "patient_mse",
