@@ -252,10 +252,17 @@ def test_equivalence_interval_by_hand_and_its_three_verdicts() -> None:
     assert (e.n, e.margin) == (5, pytest.approx(10.0))
     assert (e.low, e.high) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
     assert e.verdict == "equivalent"
-    assert equivalence(ref, ref * 1.5, ratio=0.156).verdict == "not equivalent: higher"
-    assert equivalence(ref, ref * 0.7, ratio=0.156).verdict == "not equivalent: lower"
+    assert e.not_worse
+    higher = equivalence(ref, ref * 1.5, ratio=0.156)
+    assert (higher.verdict, higher.not_worse) == ("not equivalent: higher", False)
+    lower = equivalence(ref, ref * 0.7, ratio=0.156)
+    assert (lower.verdict, lower.not_worse) == ("not equivalent: lower", True)
     noisy = ref + pd.Series([30.0, -25, 20, -30, 10], index=range(5))
     assert equivalence(ref, noisy, ratio=0.156).verdict == "cannot tell"
+    # cannot tell whether equivalent, yet its upper end is inside: lower, noisily
+    assert equivalence(ref, noisy - 30, ratio=0.156).verdict == "cannot tell"
+    assert equivalence(ref, noisy - 30, ratio=0.156).not_worse
+    assert not equivalence(ref, noisy, ratio=0.156).not_worse
     assert equivalence(ref, near, ratio=0.0).high < e.high  # the correction only widens
 
 
@@ -274,7 +281,12 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
     table = translator_table(runs)
     assert table["method"].tolist() == ["duiit[translator=fastcut]"]
     row = table.iloc[0]
-    assert (row["vs"], row["n"], row["verdict"]) == ("duiit", 5, "equivalent")
+    assert (row["vs"], row["n"], row["verdict"], row["not worse"]) == (
+        "duiit",
+        5,
+        "equivalent",
+        "yes",
+    )
     assert (row["min/run (vs)"], row["min/run (this)"]) == (10.0, 2.0)
     # A grid under way: the reference has a split more, with an outlier; the means shown
     # are over the splits the test pairs, and every row has the same columns.

@@ -104,6 +104,13 @@ class Equivalence:
     margin: float
     verdict: str  # equivalent / not equivalent: lower / not equivalent: higher / cannot tell
 
+    @property
+    def not_worse(self) -> bool:
+        """The upper one-sided test alone (non-inferiority, for an error): the interval's
+        upper end below +margin. Equivalence needs both ends inside; a translator whose
+        error is lower beyond the margin is not equivalent, yet is not worse either."""
+        return bool(self.high < self.margin)
+
 
 def equivalence(
     reference: pd.Series, other: pd.Series, ratio: float, share: float = 0.1, level: float = 0.9

@@ -170,7 +170,9 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
     """Each method run on another translator (`duiit[translator=fastcut]`) beside the same
     method on the experiment's own translator (`duiit`), per setting: the primary metric of
     both, the equivalence test of the difference (its 90 % corrected interval against
-    +-`share` of the reference's mean; `stats.equivalence`) and minutes per run of both,
+    +-`share` of the reference's mean; `stats.equivalence`), whether its upper end alone is
+    below the margin (not worse: for an error, lower beyond the margin counts as not worse)
+    and minutes per run of both,
     each over the splits both ran (what the test pairs; a grid under way has more splits of
     one than of the other)."""
     metric, _ = primary_metric(results)
@@ -200,6 +202,7 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
                 "90% interval": f"[{e.low:.3g}, {e.high:.3g}]",
                 "margin": f"±{e.margin:.3g}",
                 "verdict": e.verdict,
+                "not worse": "yes" if e.not_worse else "no",
                 "min/run (vs)": ref["fit_seconds"].mean() / 60,
                 "min/run (this)": runs["fit_seconds"].mean() / 60,
             }
