@@ -100,19 +100,26 @@ def scores_table(results: pd.DataFrame) -> pd.DataFrame:
     regression, patient-level (a patient's slice predictions averaged)."""
     cols = metric_columns(results)
     s = summary(results, cols).set_index(["setting", "method"])
-    rows = []
-    for setting in setting_order(results):
-        for method in results.loc[results["setting"] == setting, "method"].drop_duplicates():
-            r = s.loc[(setting, method)]
-            rows.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    **{c: mean_std(r[f"{c}_mean"], r[f"{c}_std"]) for c in cols},
-                    "splits": int(r["splits"]),
-                }
-            )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        {
+            "setting": setting,
+            "method": method,
+            **{c: mean_std(r[f"{c}_mean"], r[f"{c}_std"]) for c in cols},
+            "splits": int(r["splits"]),
+        }
+        for setting, method in _rows(results)
+        for r in [s.loc[(setting, method)]]
+    )
+
+
+def _rows(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """(setting, method) in the report's one order: settings by `setting_order`, methods
+    as the runs list them."""
+    return [
+        (setting, method)
+        for setting in setting_order(results)
+        for method in results.loc[results["setting"] == setting, "method"].drop_duplicates()
+    ]
 
 
 def split_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -120,19 +127,16 @@ def split_table(results: pd.DataFrame) -> pd.DataFrame:
     test patients a split, one hard split can make a mean, and this shows which."""
     metric, _ = primary_metric(results)
     cells = results.pivot_table(index=["setting", "method"], columns="split", values=metric)
-    rows = []
-    for setting in setting_order(results):
-        for method in results.loc[results["setting"] == setting, "method"].drop_duplicates():
-            r = cells.loc[(setting, method)]
-            rows.append(
-                {
-                    "setting": setting,
-                    "method": method,
-                    **{f"split {int(k)}": _fmt(v) for k, v in r.items()},
-                    "mean": _fmt(r.mean()),
-                }
-            )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        {
+            "setting": setting,
+            "method": method,
+            **{f"split {int(k)}": _fmt(v) for k, v in r.items()},
+            "mean": _fmt(r.mean()),
+        }
+        for setting, method in _rows(results)
+        for r in [cells.loc[(setting, method)]]
+    )
 
 
 def versus_table(
