@@ -252,17 +252,21 @@ def test_equivalence_interval_by_hand_and_its_three_verdicts() -> None:
     assert (e.n, e.margin) == (5, pytest.approx(10.0))
     assert (e.low, e.high) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
     assert e.verdict == "equivalent"
-    assert e.not_worse
+    assert e.not_worse(lower_is_better=True) and e.not_worse(lower_is_better=False)
     higher = equivalence(ref, ref * 1.5, ratio=0.156)
-    assert (higher.verdict, higher.not_worse) == ("not equivalent: higher", False)
+    assert higher.verdict == "not equivalent: higher"
+    # higher beyond the margin: worse for an error, not worse for a score like accuracy
+    assert (higher.not_worse(True), higher.not_worse(False)) == (False, True)
     lower = equivalence(ref, ref * 0.7, ratio=0.156)
-    assert (lower.verdict, lower.not_worse) == ("not equivalent: lower", True)
+    assert lower.verdict == "not equivalent: lower"
+    assert (lower.not_worse(True), lower.not_worse(False)) == (True, False)
     noisy = ref + pd.Series([30.0, -25, 20, -30, 10], index=range(5))
     assert equivalence(ref, noisy, ratio=0.156).verdict == "cannot tell"
+    assert not equivalence(ref, noisy, ratio=0.156).not_worse(True)
     # cannot tell whether equivalent, yet its upper end is inside: lower, noisily
     assert equivalence(ref, noisy - 30, ratio=0.156).verdict == "cannot tell"
-    assert equivalence(ref, noisy - 30, ratio=0.156).not_worse
-    assert not equivalence(ref, noisy, ratio=0.156).not_worse
+    assert equivalence(ref, noisy - 30, ratio=0.156).not_worse(True)
+    assert equivalence(ref.iloc[:1], ref.iloc[:1], ratio=0.156).not_worse(True) is None
     assert equivalence(ref, near, ratio=0.0).high < e.high  # the correction only widens
 
 
@@ -306,6 +310,29 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
     assert table.loc["cyclegan[translator=cut]", "n"] == 5
 
 
+def test_translator_table_says_not_worse_by_the_metric_s_direction() -> None:
+    """For accuracy (higher is better) a translator that halves it is worse, and one
+    whose only run is on one split has no interval to judge: no word either way."""
+    runs = _results(
+        {
+            ("MIX", "duiit", "MRI"): [0.80, 0.82, 0.78, 0.81, 0.79],
+            ("MIX", "duiit[translator=fastcut]", "MRI"): [0.40, 0.41, 0.39, 0.40, 0.42],
+            ("MIX", "cyclegan", "MRI"): [0.80, 0.82, 0.78, 0.81, 0.79],
+            ("MIX", "cyclegan[translator=cut]", "MRI"): [0.81],
+        }
+    ).rename(columns={"mse": "accuracy"})
+    runs["fit_seconds"] = 60.0
+    table = translator_table(runs).set_index("method")
+    assert table.loc["duiit[translator=fastcut]", "verdict"] == "not equivalent: lower"
+    assert table.loc["duiit[translator=fastcut]", "not worse"] == "no"
+    assert table.loc["cyclegan[translator=cut]", "not worse"] == ""
+    higher = runs.assign(accuracy=np.where(runs["method"] == "duiit", runs["accuracy"] / 2, 0.8))
+    assert (
+        translator_table(higher).set_index("method").loc["duiit[translator=fastcut]", "not worse"]
+        == "yes"
+    )
+
+
 def test_the_per_split_table_shows_each_split_and_the_mean_of_those_finished() -> None:
     """A method that has not run split 2 yet gets an empty cell there and the mean of the
     splits it ran; rows keep the report's setting order (the setting without sources
@@ -319,6 +346,10 @@ def test_the_per_split_table_shows_each_split_and_the_mean_of_those_finished() -
         ["PURE-CT", "target_only", "10", "20", "60", "30"],
         ["MIX-CT-MRI", "duiit", "30", "50", "", "40"],
     ]
+    # a method whose runs all lack a score (a diverged training) keeps an empty row
+    rows += [("MIX-CT-MRI", "MRI", "dann", s, np.nan) for s in range(3)]
+    table = split_table(pd.DataFrame(rows, columns=columns))
+    assert table.values.tolist()[-1] == ["MIX-CT-MRI", "dann", "", "", "", ""]
 
 
 def test_a_long_variant_name_is_a_row_label_of_one_option_a_line() -> None:

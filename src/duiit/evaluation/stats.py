@@ -104,12 +104,14 @@ class Equivalence:
     margin: float
     verdict: str  # equivalent / not equivalent: lower / not equivalent: higher / cannot tell
 
-    @property
-    def not_worse(self) -> bool:
-        """The upper one-sided test alone (non-inferiority, for an error): the interval's
-        upper end below +margin. Equivalence needs both ends inside; a translator whose
-        error is lower beyond the margin is not equivalent, yet is not worse either."""
-        return bool(self.high < self.margin)
+    def not_worse(self, lower_is_better: bool) -> bool | None:
+        """The one-sided test on the worse side alone (non-inferiority): for an error the
+        interval's upper end below +margin, for a score like accuracy its lower end above
+        -margin. Equivalence needs both ends inside; a method lower in error beyond the
+        margin is not equivalent, yet is not worse either. None: no interval (n < 2)."""
+        if math.isnan(self.high):
+            return None
+        return bool(self.high < self.margin if lower_is_better else self.low > -self.margin)
 
 
 def equivalence(

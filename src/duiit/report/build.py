@@ -190,8 +190,9 @@ def build_report(out: Path, beside: list[Path] | None = None) -> Report:
         "Translators: each method on CUT / FastCUT vs the same method on the experiment's "
         "translator (equivalent: the 90 % corrected interval of the difference lies within "
         "±10 % of the latter's mean; not equivalent: lower / higher, the interval wholly "
-        "below −10 % / above +10 %; not worse: the interval's upper end below +10 %, which a "
-        "lower error beyond the margin also passes)": translator_table(results),
+        "below −10 % / above +10 %; not worse: the interval's end on the worse side inside the "
+        "margin, for an error its upper end below +10 %, which a difference in the better "
+        "direction beyond the margin also passes)": translator_table(results),
         "Translation quality (task FID: lower is closer to real target; consistency: error "
         "of an independent real-target predictor on translated images)": quality_table(results),
         f"Ours vs every other method (one family; diff = other − ours; verdict on q at "

@@ -107,12 +107,12 @@ def scores_table(results: pd.DataFrame) -> pd.DataFrame:
             **{c: mean_std(r[f"{c}_mean"], r[f"{c}_std"]) for c in cols},
             "splits": int(r["splits"]),
         }
-        for setting, method in _rows(results)
+        for setting, method in _report_order(results)
         for r in [s.loc[(setting, method)]]
     )
 
 
-def _rows(results: pd.DataFrame) -> list[tuple[str, str]]:
+def _report_order(results: pd.DataFrame) -> list[tuple[str, str]]:
     """(setting, method) in the report's one order: settings by `setting_order`, methods
     as the runs list them."""
     return [
@@ -126,7 +126,13 @@ def split_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, method), the primary metric on each split beside its mean: with ~10
     test patients a split, one hard split can make a mean, and this shows which."""
     metric, _ = primary_metric(results)
-    cells = results.pivot_table(index=["setting", "method"], columns="split", values=metric)
+    order = _report_order(results)
+    # every (setting, method) and split keeps its cell, even one whose runs all lack a score
+    cells = (
+        results.set_index(["setting", "method", "split"])[metric]
+        .unstack("split")
+        .reindex(pd.MultiIndex.from_tuples(order))
+    )
     return pd.DataFrame(
         {
             "setting": setting,
@@ -134,7 +140,7 @@ def split_table(results: pd.DataFrame) -> pd.DataFrame:
             **{f"split {int(k)}": _fmt(v) for k, v in r.items()},
             "mean": _fmt(r.mean()),
         }
-        for setting, method in _rows(results)
+        for setting, method in order
         for r in [cells.loc[(setting, method)]]
     )
 
@@ -179,7 +185,7 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
     and minutes per run of both,
     each over the splits both ran (what the test pairs; a grid under way has more splits of
     one than of the other)."""
-    metric, _ = primary_metric(results)
+    metric, lower = primary_metric(results)
     ratio = holdout_ratio(results)
     series = {k: g.set_index("split") for k, g in results.groupby(["setting", "method"])}
     rows = []
@@ -206,7 +212,7 @@ def translator_table(results: pd.DataFrame, share: float = 0.1) -> pd.DataFrame:
                 "90% interval": f"[{e.low:.3g}, {e.high:.3g}]",
                 "margin": f"±{e.margin:.3g}",
                 "verdict": e.verdict,
-                "not worse": "yes" if e.not_worse else "no",
+                "not worse": {True: "yes", False: "no", None: ""}[e.not_worse(lower)],
                 "min/run (vs)": ref["fit_seconds"].mean() / 60,
                 "min/run (this)": runs["fit_seconds"].mean() / 60,
             }
