@@ -1,7 +1,8 @@
 """Copy an experiment folder's finished runs without their checkpoints: what `duiit report`
 reads and what `duiit experiment` needs to skip them (result.json, test predictions, metrics,
 split, quality scores and translation examples; a quality reference keeps its model.pt, with
-which later runs of its split are scored). A few hundred KB a run instead of tens of MB, so a
+which later runs of its split are scored; results/README.md says why those weights are
+left out of git). A few hundred KB a run instead of tens of MB, so a
 long grid's results can be committed, shared, or carried to another machine, and the same
 command copies them back into a folder where the grid resumes with the rest:
 
