@@ -4,8 +4,8 @@ mirror, without training anything (the plain score reproduces each run's
 test_predictions.csv, which the script checks).
 
     .venv/bin/python scripts/flip_average.py runs/ct-ich-learning-mse --method target_only
-    .venv/bin/python scripts/flip_average.py results/real-ct-ich-v3 --references \
-        --target runs/ct-ich.csv    # a grid's quality references (kept records work too)
+    .venv/bin/python scripts/flip_average.py runs/real-ct-ich-v3 --references \
+        --target runs/ct-ich.csv    # a grid's quality references (their model.pt needed)
 """
 
 from __future__ import annotations

@@ -39,12 +39,12 @@ def scores(frame: pd.DataFrame, column: str) -> tuple[float, float]:
 
 
 def holdout_ratio(folder: Path, splits: list[str]) -> float:
-    """n_test / n_train of the splits (the correction's overlap term), from result.json."""
-    ratios = []
-    for name in splits:
-        n = json.loads((folder / name / "result.json").read_text())["n"]
-        ratios.append(n["test"] / n["train"])
-    return float(np.median(ratios))
+    """n_test / n_train of the splits (the correction's overlap term), from their result.json,
+    by the report's own rule (`stats.holdout_ratio`)."""
+    sizes = [json.loads((folder / name / "result.json").read_text())["n"] for name in splits]
+    return stats.holdout_ratio(
+        pd.DataFrame({"n_test": [n["test"] for n in sizes], "n_train": [n["train"] for n in sizes]})
+    )
 
 
 def main() -> None:
