@@ -56,25 +56,31 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
         "train.log_every=5",
         "train.sample_every=15",
     ]
+    # The uninterrupted run and the killed one side by side, one thread each: CI's two cores
+    # run both at once (one after the other, the test took 82 s, 40 s and 37 s of the suite).
     whole = _train([*common, "--out", str(tmp_path / "whole"), *settings])
-    out, err = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err
+    try:
+        killed = _train([*common, "--out", str(tmp_path / "killed"), *settings])
+        last = tmp_path / "killed" / "checkpoints" / "duiit-last.pt"
+        deadline = time.time() + 300
+        while not last.exists() and time.time() < deadline and killed.poll() is None:
+            time.sleep(0.02)
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=60)
+        assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        assert not (tmp_path / "killed" / "result.json").exists()
+        step = load_checkpoint(last)["step"]
+        assert 0 < step < 30
 
-    killed = _train([*common, "--out", str(tmp_path / "killed"), *settings])
-    last = tmp_path / "killed" / "checkpoints" / "duiit-last.pt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and killed.poll() is None:
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not (tmp_path / "killed" / "result.json").exists()
-    step = load_checkpoint(last)["step"]
-    assert 0 < step < 30
-
-    resumed = _train(["--resume", str(tmp_path / "killed")])
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
+        resumed = _train(["--resume", str(tmp_path / "killed")])
+        _, err = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, err
+        _, err = whole.communicate(timeout=600)
+        assert whole.returncode == 0, err
+    finally:  # a failed assertion above leaves no training process behind
+        if whole.poll() is None:
+            whole.kill()
+            whole.communicate()
     a = load_checkpoint(tmp_path / "whole" / "model.pt")
     b = load_checkpoint(tmp_path / "killed" / "model.pt")
     for part in ("predictor",):
