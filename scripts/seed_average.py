@@ -18,16 +18,8 @@ import pandas as pd
 
 from duiit.evaluation import stats
 from duiit.evaluation.metrics import prediction_metrics
+from duiit.evaluation.results import split_predictions
 from duiit.report.tables import to_markdown
-
-
-def split_predictions(folder: Path) -> dict[str, pd.DataFrame]:
-    """split-NN -> the finished run's test predictions, for each split-NN run folder."""
-    return {
-        run.name: pd.read_csv(run / "test_predictions.csv", dtype={"patient_id": str})
-        for run in sorted(folder.glob("split-*"))
-        if (run / "test_predictions.csv").exists()
-    }
 
 
 def scores(frame: pd.DataFrame, column: str) -> tuple[float, float]:

@@ -201,6 +201,37 @@ def test_averaging_scripts_on_a_grid_s_references(
         script_module("seed_average").main()
 
 
+def test_calibration_bound_on_a_grid_s_runs(
+    sweep: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/calibration_bound.py: each split's scores as the grid recorded them, the
+    constant as the test labels' variance, and the best line on the test labels never worse
+    than the predictions as they are or than the constant (the line of slope 0); predictions
+    that are a line of the age are recalibrated exactly."""
+    own = sweep / "out" / "runs" / "PURE-CT" / "target_only"
+    monkeypatch.setattr("sys.argv", ["calibration_bound.py", str(own)])
+    module = script_module("calibration_bound")
+    module.main()
+    printed = capsys.readouterr().out
+    runs = pd.read_csv(sweep / "out" / "runs.csv").set_index(["method", "setting", "split"])
+    for split in (0, 1):
+        row = next(line for line in printed.splitlines() if line.startswith(f"| split-0{split} |"))
+        mse, line, constant, _, patient, patient_line, patient_constant = (
+            float(c) for c in row.strip("| ").split(" | ")[1:]
+        )
+        recorded = runs.loc[("target_only", "PURE-CT", split)]
+        # the tables print 4 significant digits
+        assert [mse, patient] == pytest.approx([recorded["mse"], recorded["patient_mse"]], rel=1e-3)
+        labels = pd.read_csv(own / f"split-0{split}" / "test_predictions.csv")["label"]
+        assert constant == pytest.approx(labels.var(ddof=0), rel=1e-3)
+        assert line <= min(mse, constant) * 1.001
+        assert patient_line <= min(patient, patient_constant) * 1.001
+    assert f"| {own} | 2 |" in printed  # the summary's row: both splits
+    ages = np.array([10.0, 20.0, 35.0, 60.0])
+    assert module.best_line(0.5 * ages + 3, ages) == pytest.approx((0.0, 2.0))
+    assert module.best_line(np.full(4, 30.0), ages) == pytest.approx((ages.var(), 0.0))
+
+
 def test_experiment_file_errors(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text("target: ct.csv\nmethods: [duiit, magic]\n")
     with pytest.raises(DuiitError, match="unknown method 'magic'"):

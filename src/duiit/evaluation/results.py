@@ -42,6 +42,17 @@ def collect(out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def split_predictions(folder: Path) -> dict[str, pd.DataFrame]:
+    """split-NN -> the finished run's test predictions, for each split-NN run folder of
+    `folder` (one method's runs, or a grid's quality references): what the analyses of
+    scripts/ read beside the report."""
+    return {
+        run.name: pd.read_csv(run / "test_predictions.csv", dtype={"patient_id": str})
+        for run in sorted(folder.glob("split-*"))
+        if (run / "test_predictions.csv").exists()
+    }
+
+
 @dataclass
 class Audit:
     """What a report must say before its tables, one line each (`notes`), and the files of
