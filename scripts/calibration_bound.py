@@ -20,6 +20,7 @@ import pandas as pd
 
 from duiit.evaluation.metrics import constant_predictor_metrics, per_patient, prediction_metrics
 from duiit.evaluation.results import split_predictions
+from duiit.files import read_json
 from duiit.report.tables import to_markdown
 
 
@@ -61,6 +62,9 @@ def main() -> None:
         runs = split_predictions(folder)
         if not runs:
             raise SystemExit(f"{folder}: no split-NN folder with a test_predictions.csv")
+        result = read_json(folder / next(iter(runs)) / "result.json")
+        if "mse" not in result["metrics"]:
+            raise SystemExit(f"{folder}: runs of class labels; a line to the labels needs numbers")
         table = pd.DataFrame({name: split_row(frame) for name, frame in runs.items()}).T
         print(f"{folder}\n{to_markdown(table.round(2).rename_axis('split').reset_index())}\n")
         mean = table.mean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +203,10 @@ def test_averaging_scripts_on_a_grid_s_references(
 
 
 def test_calibration_bound_on_a_grid_s_runs(
-    sweep: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    sweep: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """scripts/calibration_bound.py: each split's scores as the grid recorded them, the
     constant as the test labels' variance, and the best line on the test labels never worse
@@ -230,6 +234,16 @@ def test_calibration_bound_on_a_grid_s_runs(
     ages = np.array([10.0, 20.0, 35.0, 60.0])
     assert module.best_line(0.5 * ages + 3, ages) == pytest.approx((0.0, 2.0))
     assert module.best_line(np.full(4, 30.0), ages) == pytest.approx((ages.var(), 0.0))
+
+    import shutil
+
+    shutil.copytree(own / "split-00", tmp_path / "classes" / "split-00")
+    result = read_json(tmp_path / "classes" / "split-00" / "result.json")
+    result["metrics"] = {"accuracy": 0.5, "macro_f1": 0.4}
+    (tmp_path / "classes" / "split-00" / "result.json").write_text(json.dumps(result))
+    monkeypatch.setattr("sys.argv", ["calibration_bound.py", str(tmp_path / "classes")])
+    with pytest.raises(SystemExit, match="runs of class labels"):
+        module.main()
 
 
 def test_experiment_file_errors(tmp_path: Path) -> None:
