@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +268,16 @@ def script_module(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def kill_at_first_checkpoint(proc: subprocess.Popen, run_dir: Path) -> Path:
+    """SIGKILL a `duiit train` process as soon as it has written its first checkpoint (a
+    crash between two checkpoints, nothing flushed); the checkpoint it left."""
+    last = run_dir / "checkpoints" / "duiit-last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return last

@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import TINY, cli, identical_ranks, noise_cohort, torchrun
+from helpers import TINY, cli, identical_ranks, kill_at_first_checkpoint, noise_cohort, torchrun
 
 from duiit.config import load_config
 from duiit.methods.base import LabelCodec
@@ -121,13 +119,7 @@ def test_resume_after_the_pool_is_full_gives_the_uninterrupted_weights(
         assert proc.wait(timeout=600) == 0, proc.communicate()[1]
 
     killed = train_process([*run_args(phantom_dir, tmp_path / "killed"), *settings])
-    last = tmp_path / "killed" / "checkpoints" / "duiit-last.pt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and killed.poll() is None:
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    last = kill_at_first_checkpoint(killed, tmp_path / "killed")
     assert 0 < load_checkpoint(last)["step"] < 40
     resumed = train_process(["--resume", str(tmp_path / "killed")])
     assert resumed.wait(timeout=600) == 0, resumed.communicate()[1]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from helpers import TINY as BASE
+from helpers import kill_at_first_checkpoint
 from torch import nn
 
 from duiit.errors import DuiitError
@@ -61,13 +60,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
     whole = _train([*common, "--out", str(tmp_path / "whole"), *settings])
     try:
         killed = _train([*common, "--out", str(tmp_path / "killed"), *settings])
-        last = tmp_path / "killed" / "checkpoints" / "duiit-last.pt"
-        deadline = time.time() + 300
-        while not last.exists() and time.time() < deadline and killed.poll() is None:
-            time.sleep(0.02)
-        killed.send_signal(signal.SIGKILL)
-        killed.communicate(timeout=60)
-        assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+        last = kill_at_first_checkpoint(killed, tmp_path / "killed")
         assert not (tmp_path / "killed" / "result.json").exists()
         step = load_checkpoint(last)["step"]
         assert 0 < step < 30
