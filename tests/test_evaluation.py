@@ -292,6 +292,10 @@ def test_translator_table_pairs_each_translator_variant_with_its_method() -> Non
         "yes",
     )
     assert (row["min/run (vs)"], row["min/run (this)"]) == (10.0, 2.0)
+    # a resumed run records no fit time (its clock saw its last sitting only): left out
+    first = (runs["method"] == "duiit") & (runs["split"] == 0)
+    resumed = translator_table(runs.assign(fit_seconds=runs["fit_seconds"].mask(first)))
+    assert (resumed.iloc[0]["min/run (vs)"], resumed.iloc[0]["n"]) == (10.0, 5)
     # A grid under way: the reference has a split more, with an outlier; the means shown
     # are over the splits the test pairs, and every row has the same columns.
     extra = runs[runs["method"] == "duiit"].iloc[[0]].assign(split=5, mse=900.0)

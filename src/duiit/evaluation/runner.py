@@ -124,7 +124,11 @@ def _line(outcome: Outcome) -> str:
         said = f"failed: {outcome.error}"
     else:
         metrics = "  ".join(f"{n} {v:.4g}" for n, v in r["metrics"].items())
-        said = f"{metrics} ({r['fit_seconds']:.0f}s)"
+        took = r["fit_seconds"]
+        if took is None:  # a resumed run: its clock saw only this sitting
+            said = f"{metrics} (resumed: {r['sitting_seconds']:.0f}s this sitting)"
+        else:
+            said = f"{metrics} ({took:.0f}s)"
     return f"{c.setting:24s} {c.method:15s} split {c.split}: {said}"
 
 
