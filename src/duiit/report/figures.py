@@ -71,19 +71,28 @@ def learning_curves(curves: dict[str, pd.DataFrame], path: Path) -> Path:
 
 
 def error_bars(summary: pd.DataFrame, metric: str, settings: list[str], path: Path) -> Path:
-    """Mean ± std of `metric` per method, grouped by setting (in the order given)."""
-    methods = list(summary["method"].drop_duplicates())
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(settings) * 1.5), 3.5))
-    width = 0.8 / max(1, len(methods))
-    for i, m in enumerate(methods):
-        part = summary[summary["method"] == m].set_index("setting")
-        xs = [j + i * width for j, s in enumerate(settings) if s in part.index]
-        ys = [part.loc[s, f"{metric}_mean"] for s in settings if s in part.index]
-        es = [part.loc[s, f"{metric}_std"] for s in settings if s in part.index]
-        ax.bar(xs, ys, width, yerr=np.nan_to_num(es), capsize=2, label=m)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))], settings, fontsize=8)
-    ax.set_ylabel(f"test {metric} (mean ± std over splits)")
-    ax.legend(fontsize=7, ncol=3)
+    """Mean ± std of `metric`, one row per (setting, method) in the order given: rows with
+    labels stay readable at 15 methods, where grouped bars ran out of colours and legend
+    room; the constants ("predict the ...") are grey, so a row can be read against them."""
+    rows = [
+        r
+        for s in settings
+        for _, r in summary[summary["setting"] == s].iterrows()
+        if not np.isnan(r[f"{metric}_mean"])
+    ]
+    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.26 * len(rows)))
+    for y, r in enumerate(rows):
+        constant = str(r["method"]).startswith("predict the")
+        ax.errorbar(
+            r[f"{metric}_mean"], y, xerr=np.nan_to_num(r[f"{metric}_std"]), fmt="o", ms=4,
+            capsize=2, color="grey" if constant else "C0",
+        )  # fmt: skip
+    ax.set_yticks(range(len(rows)), [f"{r['method']} ({r['setting']})" for r in rows], fontsize=7)
+    for y in [y for y in range(1, len(rows)) if rows[y]["setting"] != rows[y - 1]["setting"]]:
+        ax.axhline(y - 0.5, color="lightgrey", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test {metric} (mean ± std over splits)")
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 
