@@ -85,8 +85,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(
     rb = json.loads((tmp_path / "killed" / "result.json").read_text())
     assert ra["metrics"] == rb["metrics"]
     # the resumed run's clock saw only its last sitting: no fit time is claimed for it
-    assert ra["fit_seconds"] > 0 and rb["fit_seconds"] is None
-    assert 0 < rb["sitting_seconds"] < ra["sitting_seconds"] * 5
+    assert ra["fit_seconds"] > 0 and rb["fit_seconds"] is None and rb["sitting_seconds"] > 0
     lines_a = (tmp_path / "whole" / "metrics.csv").read_text().splitlines()
     lines_b = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
     assert sorted(lines_a) == sorted(lines_b)  # no duplicated or missing rows after resume

@@ -147,7 +147,7 @@ def execute(
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
         seed_everything(cfg.train.seed)
         used = held_out_sources(sources, val, test, quiet) if cls.uses_sources else []
-        resumed = any((run_dir / "checkpoints").glob("*.pt"))
+        resumed = _checkpointed(run_dir)  # result.json is absent here: a checkpoint
         start = time.perf_counter()
         fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
         seconds = time.perf_counter() - start
