@@ -32,7 +32,13 @@ from duiit.methods.base import (
     predictor_selection,
     source_batches,
 )
-from duiit.methods.classical import FeatureModel, fit_feature_model, image_features
+from duiit.methods.classical import (
+    FeatureModel,
+    StackModel,
+    fit_linear,
+    image_features,
+    stack_features,
+)
 from duiit.methods.predictor_task import Group, PredictorTask, batch_plan, modality_groups
 from duiit.methods.recipe import augmentation, build_predictor, lr_factor, mixup
 from duiit.training.runtime import Runtime
@@ -233,23 +239,28 @@ def test_a_wrong_weights_file_is_one_clear_error(tmp_path: Path) -> None:
 # The classical baseline -------------------------------------------------------------------
 
 
-def test_the_classical_baseline_fits_on_the_training_patients_alone(
-    cohorts: tuple[Cohort, list[Cohort]],
+@pytest.mark.parametrize("model_cls", [FeatureModel, StackModel])
+def test_the_classical_baselines_fit_on_the_training_patients_alone(
+    cohorts: tuple[Cohort, list[Cohort]], model_cls: type[FeatureModel]
 ) -> None:
-    """Its feature scaling is the training images' own: fitted on more than the training
-    patients (validation or test images), the centre would move."""
+    """Their feature scaling is the training images' own (a row per slice, or per patient's
+    stack): fitted on more than the training patients (validation or test images), the
+    centre would move."""
     ct, _ = cohorts
     train = ct.subset(np.arange(0, 120))
     codec = LabelCodec.fit(train)
-    model, info = fit_feature_model(train.images, train.labels, train.patient_ids, codec)
-    np.testing.assert_allclose(
-        model.center.numpy(), image_features(train.images).mean(0), rtol=1e-9, atol=1e-12
-    )
-    assert info["train_images"] == 120
+    model, info = fit_linear(model_cls, train, codec)
+    rows = image_features(train.images)
+    if model_cls is StackModel:
+        rows = stack_features(rows, train.patient_ids)[1]
+        assert len(rows) == len(np.unique(train.patient_ids)) < 120
+    np.testing.assert_allclose(model.center.numpy(), rows.mean(0), rtol=1e-9, atol=1e-12)
+    assert info["train_images"] == 120 and info["train_rows"] == len(rows)
 
 
-def test_the_classical_baseline_learns_age_from_phantom_heads(
-    cohorts: tuple[Cohort, list[Cohort]],
+@pytest.mark.parametrize("model_cls", [FeatureModel, StackModel])
+def test_the_classical_baselines_learn_age_from_phantom_heads(
+    cohorts: tuple[Cohort, list[Cohort]], model_cls: type[FeatureModel]
 ) -> None:
     """Children have smaller heads and darker white matter in the phantom: head-mask
     features carry age, so held-out patients are predicted better than by the mean."""
@@ -257,21 +268,32 @@ def test_the_classical_baseline_learns_age_from_phantom_heads(
     order = np.argsort(ct.patient_ids, kind="stable")
     train, test = ct.subset(order[:150]), ct.subset(order[150:])
     codec = LabelCodec.fit(train)
-    model, _ = fit_feature_model(train.images, train.labels, train.patient_ids, codec)
-    pred = codec.decode(model(test.images)).numpy()
+    model, _ = fit_linear(model_cls, train, codec)
+    pred = codec.decode(model.scores(test)).numpy()
     y = test.labels.numpy()
     assert ((pred - y) ** 2).mean() < 0.8 * ((y - train.labels.numpy().mean()) ** 2).mean()
 
 
-def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes(
-    phantom_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("method", ["features_ridge", "stack_ridge"])
+def test_the_classical_baselines_are_methods_that_save_resume_and_take_classes(
+    phantom_dir: Path, tmp_path: Path, method: str
 ) -> None:
     cfg = load_config(overrides=TINY)
     out = tmp_path / "ridge"
-    result = runs.train(phantom_dir / "ct.csv", [], out, cfg, method="features_ridge", quiet=True)
+    result = runs.train(phantom_dir / "ct.csv", [], out, cfg, method=method, quiet=True)
     assert math.isfinite(result["metrics"]["mse"])
     loaded = FittedModel.load(out / "model.pt")
-    assert isinstance(loaded.predictor, FeatureModel)
+    assert loaded.predictor.arch["network"] == method
+    if method == "stack_ridge":  # one prediction a patient, from its stack alone
+        test = pd.read_csv(out / "test_predictions.csv")
+        assert (test.groupby("patient_id")["prediction"].nunique() == 1).all()
+        with pytest.raises(DuiitError, match="patient id"):
+            loaded.predict(torch.zeros(2, 1, 32, 32), Runtime.create("cpu", "fp32"))
+        # `duiit predict` groups the manifest's rows by patient as the run's test did
+        again = runs.predict(out, [phantom_dir / "ct.csv"], tmp_path / "p.csv", quiet=True)
+        merged = test.merge(again.images, on=["path", "slice"], suffixes=("", "_again"))
+        assert len(merged) == len(test)
+        np.testing.assert_allclose(merged["prediction"], merged["prediction_again"], rtol=1e-6)
     metrics = pd.read_csv(out / "metrics.csv")  # as every run folder has
     assert {"cv_score", "val_selection"} <= set(metrics["name"])
     predictions = pd.read_csv(out / "test_predictions.csv")
@@ -286,7 +308,7 @@ def test_the_classical_baseline_is_a_method_that_saves_resumes_and_takes_classes
         [],
         tmp_path / "cls",
         classes,
-        method="features_ridge",
+        method=method,
         quiet=True,
     )
     assert 0.0 <= res["metrics"]["accuracy"] <= 1.0

@@ -151,7 +151,7 @@ def execute(
         start = time.perf_counter()
         fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
         seconds = time.perf_counter() - start
-        pred = fitted.predict(test.images, rt)
+        pred = fitted.predict(test.images, rt, test.patient_ids)
         true = test.labels.numpy()
         result = {
             "method": method,
@@ -569,7 +569,7 @@ def predict(
         [cohort] = load_manifest(inputs[0], cfg.data, quiet, classes, predicting=target)
     else:
         cohort = load_files(inputs, target, cfg.data, quiet, classes)
-    pred = fitted.predict(cohort.images, rt)
+    pred = fitted.predict(cohort.images, rt, cohort.patient_ids)
     labels = cohort.labels.numpy()
     known = labels >= 0 if classes else np.isfinite(labels)
 

@@ -214,11 +214,17 @@ def predictor_selection(
     patients; in label units), for classes the cross-entropy. Slice MSE and MAE are logged."""
     with eval_mode(predictor):
         out = in_batches(predictor, val.images, rt)
-    labels = val.labels.cpu()
+    return selection_scores(out, val.labels.cpu(), codec, val.patient_ids)
+
+
+def selection_scores(
+    out: torch.Tensor, labels: torch.Tensor, codec: LabelCodec, patients: np.ndarray
+) -> dict[str, float]:
+    """`predictor_selection`'s scores from outputs already computed (encoded labels)."""
     if codec.classes is not None:
         return {"selection": float(codec.loss(out, labels))}
     scores = prediction_metrics(
-        codec.decode(out).numpy(), codec.decode(labels).numpy(), None, val.patient_ids
+        codec.decode(out).numpy(), codec.decode(labels).numpy(), None, patients
     )
     return {"selection": scores["patient_mae"], **scores}
 
@@ -266,8 +272,19 @@ class FittedModel:
     translators: dict[str, ResnetGenerator] = field(default_factory=dict)
     translator_arch: dict[str, int] = field(default_factory=dict)
 
-    def predict(self, images: torch.Tensor, rt: Runtime) -> np.ndarray:
-        """Images (N, 1, H, W) in [-1, 1] -> labels (regression) or class indices."""
+    def predict(
+        self, images: torch.Tensor, rt: Runtime, patients: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Images (N, 1, H, W) in [-1, 1] -> labels (regression) or class indices. A
+        patient-level model (`stack_ridge`) predicts from each patient's whole stack and
+        needs `patients`, each image's patient id."""
+        if getattr(self.predictor, "per_patient", False):
+            if patients is None:
+                raise DuiitError(
+                    f"{self.predictor.arch['network']} predicts a patient from the whole stack "
+                    "of its slices: give each image's patient id"
+                )
+            return self.codec.decode(self.predictor.predict_stacks(images, patients)).numpy()
         self.predictor.to(rt.device)
         with eval_mode(self.predictor):
             out = in_batches(self.predictor, images, rt)
@@ -309,10 +326,10 @@ def rebuild_predictor(saved: dict[str, Any], out_dim: int) -> nn.Module:
         "width": saved["width"],
         "norm": "batch",
     }
-    if arch["network"] == "features_ridge":
-        from duiit.methods.classical import FeatureModel
+    if arch["network"] in ("features_ridge", "stack_ridge"):
+        from duiit.methods.classical import LINEAR_MODELS
 
-        return FeatureModel.empty(arch, out_dim)
+        return LINEAR_MODELS[arch["network"]].empty(arch, out_dim)
     return Predictor(out_dim=out_dim, heads=saved["heads"], **arch)
 
 

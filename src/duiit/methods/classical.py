@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import ndimage
 from skimage.measure import regionprops
@@ -31,14 +32,14 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from duiit.data.cohort import Cohort
+from duiit.errors import DuiitError
 from duiit.files import write_text
 from duiit.methods.base import (
-    Batches,
     FittedModel,
     LabelCodec,
     Method,
-    predictor_selection,
     register,
+    selection_scores,
 )
 from duiit.training.loop import MetricsLog, atomic_save, load_checkpoint
 
@@ -64,6 +65,24 @@ FEATURES = [
     "compactness",
     *[f"hist_{k}" for k in range(HIST_BINS)],
 ]
+# What `stack_ridge` summarises over a patient's stack: the head's size and content (its
+# shape and histogram per slice add little once the stack's extremes are known).
+STACK_BASE = [
+    "head_area",
+    "bone_share",
+    "brain_share",
+    "dark_share",
+    "bone_area",
+    "brain_area",
+    "bbox_height",
+    "bbox_width",
+    "major_axis",
+    "minor_axis",
+    "mean",
+    "std",
+]
+STACK_SUMMARIES = ("mean", "max", "q75", "sd")
+STACK_COLUMNS = [f"{f}_{s}" for s in STACK_SUMMARIES for f in STACK_BASE] + ["slices"]
 
 
 def slice_features(image: np.ndarray) -> np.ndarray:
@@ -117,9 +136,11 @@ class FeatureModel(nn.Module):
     predicts, saves and loads as the network predictors do (outputs in the codec's space:
     standardised labels, or class logits)."""
 
+    network = "features_ridge"
+
     def __init__(self, n_features: int, out_dim: int) -> None:
         super().__init__()
-        self.arch = {"network": "features_ridge", "n_features": n_features}
+        self.arch = {"network": self.network, "n_features": n_features}
         self.register_buffer("center", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("coef", torch.zeros(out_dim, n_features, dtype=torch.float64))
@@ -130,11 +151,70 @@ class FeatureModel(nn.Module):
     def empty(cls, arch: dict[str, Any], out_dim: int) -> FeatureModel:
         return cls(arch["n_features"], out_dim)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = torch.from_numpy(image_features(images)).to(self.coef.device)
-        out = ((x - self.center) / self.scale) @ self.coef.T + self.intercept
-        out = out.float().to(images.device)
+    def linear(self, x: np.ndarray) -> torch.Tensor:
+        """A feature matrix -> outputs (CPU, float32)."""
+        x64 = torch.from_numpy(x).to(self.coef.device)
+        out = (((x64 - self.center) / self.scale) @ self.coef.T + self.intercept).float().cpu()
         return out.squeeze(-1) if self.out_dim == 1 else out
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(image_features(images)).to(images.device)
+
+    @classmethod
+    def featurise(cls, cohort: Cohort) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        """What the model is fitted on: (features, labels, CV groups), a row per slice."""
+        return image_features(cohort.images), cohort.labels, cohort.patient_ids
+
+    def scores(self, cohort: Cohort) -> torch.Tensor:
+        """Outputs for each image of a cohort."""
+        return self.linear(image_features(cohort.images))
+
+
+def stack_features(features: np.ndarray, patients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slice features -> one row per patient (ids sorted): each of `STACK_BASE`'s mean, max,
+    upper quartile and spread over the patient's stack, and its number of slices."""
+    frame = pd.DataFrame(features[:, [FEATURES.index(c) for c in STACK_BASE]])
+    groups = frame.groupby(np.asarray(patients), sort=True)
+    parts = [groups.mean(), groups.max(), groups.quantile(0.75), groups.std().fillna(0.0)]
+    sizes = groups.size()
+    x = np.hstack([part.to_numpy() for part in parts] + [sizes.to_numpy()[:, None]])
+    return sizes.index.to_numpy(), x.astype(np.float64)
+
+
+class StackModel(FeatureModel):
+    """The patient-level baseline: a patient's stack summary (`stack_features`) -> the
+    linear map; every slice of a patient gets the patient's prediction."""
+
+    network = "stack_ridge"
+    per_patient = True
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise DuiitError("stack_ridge predicts a patient from its whole stack: use predict_stacks")
+
+    def predict_stacks(self, images: torch.Tensor, patients: np.ndarray) -> torch.Tensor:
+        """Images with their patient ids -> each image's output (its patient's)."""
+        ids, x = stack_features(image_features(images), patients)
+        return self.linear(x)[pd.Index(ids).get_indexer(np.asarray(patients))]
+
+    @classmethod
+    def featurise(cls, cohort: Cohort) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        ids, x = stack_features(image_features(cohort.images), cohort.patient_ids)
+        frame = pd.DataFrame({"p": cohort.patient_ids, "y": cohort.labels.numpy()})
+        mixed = frame.groupby("p")["y"].nunique()
+        if (mixed > 1).any():
+            first = mixed[mixed > 1].index[0]
+            raise DuiitError(
+                f"stack_ridge predicts one label a patient, but patient {first} "
+                "has slices with different labels: use features_ridge (per slice) for this task"
+            )
+        labels = torch.tensor(frame.groupby("p")["y"].first().loc[ids].to_numpy())
+        return x, labels.to(cohort.labels.dtype), ids
+
+    def scores(self, cohort: Cohort) -> torch.Tensor:
+        return self.predict_stacks(cohort.images, cohort.patient_ids)
+
+
+LINEAR_MODELS: dict[str, type[FeatureModel]] = {m.network: m for m in (FeatureModel, StackModel)}
 
 
 def grouped_search(
@@ -161,15 +241,14 @@ def grouped_search(
     return search
 
 
-def fit_feature_model(
-    images: torch.Tensor, labels: torch.Tensor, patients: np.ndarray, codec: LabelCodec
+def fit_linear(
+    model_cls: type[FeatureModel], cohort: Cohort, codec: LabelCodec
 ) -> tuple[FeatureModel, dict[str, Any]]:
-    """Fit on the given (training) images alone: the strength by grouped 5-fold CV."""
-    x = image_features(images)
-    y = codec.encode(labels).numpy()
-    search = grouped_search(x, y, patients, classes=codec.classes is not None)
+    """Fit on the given (training) cohort alone: the strength by grouped 5-fold CV."""
+    x, labels, groups = model_cls.featurise(cohort)
+    search = grouped_search(x, codec.encode(labels).numpy(), groups, codec.classes is not None)
     scaler, est = search.best_estimator_.steps[0][1], search.best_estimator_.steps[1][1]
-    model = FeatureModel(x.shape[1], codec.out_dim)
+    model = model_cls(x.shape[1], codec.out_dim)
     coef = np.atleast_2d(est.coef_)
     intercept = np.atleast_1d(est.intercept_)
     if codec.classes is not None and len(codec.classes) == 2:  # sklearn's one binary logit
@@ -182,41 +261,60 @@ def fit_feature_model(
         "estimator": type(est).__name__,
         "chosen": {k.split("__")[1]: float(v) for k, v in search.best_params_.items()},
         "cv_score": float(search.best_score_),
-        "train_images": len(x),
-        "features": FEATURES,
+        "train_images": len(cohort),
+        "train_rows": len(x),
+        "features": FEATURES if model_cls is FeatureModel else STACK_COLUMNS,
     }
     return model, info
 
 
-@register
-class FeaturesRidge(Method):
-    name = "features_ridge"
+class LinearBaseline(Method):
+    """A classical baseline: features of the training cohort -> a linear model, fitted once
+    (deterministic, so a resumed run reuses the saved fit)."""
+
     uses_sources = False
-    description = (
-        "classical baseline: head-mask intensity and shape features -> ridge (logistic for "
-        "classes), strength by patient-grouped CV on the training patients"
-    )
+    model_cls: type[FeatureModel] = FeatureModel
 
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
     ) -> FittedModel:
         codec = LabelCodec.fit(target_train)
         saved = run_dir / "checkpoints" / "classical-final.pt"
-        if saved.exists():  # a resumed run: the fit is deterministic, reuse it
+        if saved.exists():
             state = load_checkpoint(saved)
-            model = FeatureModel(state["n_features"], codec.out_dim)
+            model = self.model_cls(state["n_features"], codec.out_dim)
             model.load_state_dict(state["weights"])
             return FittedModel(model, codec)
-        model, info = fit_feature_model(
-            target_train.images, target_train.labels, target_train.patient_ids, codec
-        )
+        model, info = fit_linear(self.model_cls, target_train, codec)
         # metrics.csv as every run has one: the fit's CV score and its validation scores
-        val = predictor_selection(model, Batches(target_val, codec, self.rt), codec, self.rt)
+        val = selection_scores(
+            model.scores(target_val), codec.encode(target_val.labels), codec, target_val.patient_ids
+        )
         log = MetricsLog(run_dir, "classical", 0)
         try:
             log.log(1, {"cv_score": info["cv_score"], **{f"val_{k}": v for k, v in val.items()}})
         finally:
             log.close()
-        atomic_save({"weights": model.state_dict(), "n_features": len(FEATURES)}, saved)
+        atomic_save({"weights": model.state_dict(), "n_features": model.center.numel()}, saved)
         write_text(json.dumps(info, indent=2) + "\n", run_dir / "classical.json")
         return FittedModel(model, codec)
+
+
+@register
+class FeaturesRidge(LinearBaseline):
+    name = "features_ridge"
+    description = (
+        "classical baseline: head-mask intensity and shape features of each slice -> ridge "
+        "(logistic for classes), strength by patient-grouped CV on the training patients"
+    )
+
+
+@register
+class StackRidge(LinearBaseline):
+    name = "stack_ridge"
+    model_cls = StackModel
+    description = (
+        "patient-level classical baseline: the same features summarised over each patient's "
+        "stack (mean, max, upper quartile, spread; slice count) -> ridge; every slice gets "
+        "its patient's prediction"
+    )

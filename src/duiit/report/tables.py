@@ -29,7 +29,7 @@ AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
 # The paper's other methods; anything else an experiment runs is a variant (ablation).
 PAPER_BASELINES = ("target_only", "transfer", "multitask", "dann", "cyclegan")
 # Baselines that are not the paper's: has the network learnt more than image counts tell?
-CLASSICAL = ("features_ridge",)
+CLASSICAL = ("features_ridge", "stack_ridge")
 SCORES = ("mse", "mae", "r2", "patient_mse", "patient_mae", "patient_r2", "accuracy", "macro_f1")
 
 
