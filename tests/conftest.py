@@ -18,7 +18,14 @@ from duiit.data.phantom import PhantomSpec, synthesise
 # benchmarks/gpu-check.sh) leaves the GPUs visible for it. Set before CUDA initialises.
 if os.environ.get("DUIIT_TEST_GPU") != "1":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (`make test` runs two workers) each worker takes its share of the
+# cores, and so do the processes the tests start (they inherit OMP_NUM_THREADS): two
+# workers of two threads each on two cores would mostly wait on each other.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(scope="session")
