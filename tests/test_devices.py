@@ -47,6 +47,7 @@ def test_every_method_trains_and_scores_on_a_second_device(method: str, tmp_path
     `train.device` a device other than the CPU that the cohorts live on."""
     target = noise_cohort("CT", 1, n=24)
     target.patient_ids[:] = [f"p{i // 2}" for i in range(24)]  # 12 patients to split
+    target.labels[1::2] = target.labels[::2]  # one age a patient (stack_ridge needs it)
     sources = [noise_cohort("MRI", 2)] if get_method(method).uses_sources else []
     steps = [f"train.{k}=2" for k in ("steps", "batch_size", "eval_every", "ckpt_every")]
     cfg = load_config(overrides=[*TINY, *steps, "train.device=fakegpu:0", "train.precision=fp32"])

@@ -1,14 +1,17 @@
-"""The classical baseline: hand-made image features of each slice -> a linear model
-(scikit-learn), a method like any other (`features_ridge`).
+"""The classical baselines: hand-made image features -> a linear model (scikit-learn),
+methods like any other (`features_ridge` per slice, `stack_ridge` per patient).
 
-What it sees, per slice and nothing else: the head (pixels above the window's floor, holes
-filled, the largest connected piece) and inside it the share of bright pixels at the top
-of the window (bone in a brain window), of mid-grey (brain) and of dark (fluid, fat)
-pixels, an intensity histogram and its moments, and the head's size and shape (area,
+What `features_ridge` sees, per slice and nothing else: the head (pixels above the window's
+floor, holes filled, the largest connected piece) and inside it the share of bright pixels
+at the top of the window (bone in a brain window), of mid-grey (brain) and of dark (fluid,
+fat) pixels, an intensity histogram and its moments, and the head's size and shape (area,
 bounding box, axis lengths, eccentricity, solidity, compactness; scikit-image's
 `regionprops`). What it cannot see: texture and anatomy beyond those counts, the slice's
 place in its stack and the patient's other slices (a patient's prediction is the mean of
-its slices', as for every method). Ridge regression (regression labels, standardised) or
+its slices', as for every slice predictor). `stack_ridge` sees a patient's whole stack:
+twelve of those features summarised over its slices (mean, maximum, upper quartile,
+spread) and the slice count, one row a patient, one prediction a patient; it needs whole
+stacks at prediction time too. Ridge regression (regression labels, standardised) or
 multinomial logistic regression (classes), with the strength chosen by 5-fold
 cross-validation grouped by patient on the training patients only. The fitted model is
 stored as tensors (feature scaling, coefficients), so `model.pt` loads without pickle.
@@ -17,6 +20,7 @@ stored as tensors (feature scaling, coefficients), so `model.pt` loads without p
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from duiit.data.cohort import Cohort
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.files import write_text
 from duiit.methods.base import (
     FittedModel,
@@ -192,9 +196,24 @@ class StackModel(FeatureModel):
         raise DuiitError("stack_ridge predicts a patient from its whole stack: use predict_stacks")
 
     def predict_stacks(self, images: torch.Tensor, patients: np.ndarray) -> torch.Tensor:
-        """Images with their patient ids -> each image's output (its patient's)."""
+        """Images with their patient ids -> each image's output (its patient's). A patient
+        with half the slices or fewer of the training patients' mean (a partial stack, or files
+        that are each their own patient) is predicted, with a warning: its summary is
+        unlike any the model was fitted on."""
         ids, x = stack_features(image_features(images), patients)
-        return self.linear(x)[pd.Index(ids).get_indexer(np.asarray(patients))]
+        few = x[:, -1] <= 0.5 * float(self.center[-1])
+        if few.any():
+            warnings.warn(
+                f"stack_ridge: {few.sum()} of {len(ids)} patients (first: {ids[few][0]}, "
+                f"{int(x[few][0, -1])} slices) have at most half the training patients' mean "
+                f"of {float(self.center[-1]):.0f} slices: their predictions come from "
+                "partial stacks (give each patient's whole stack, one patient_id per patient)",
+                DuiitWarning,
+                stacklevel=2,
+            )
+        rows = pd.Index(ids).get_indexer(np.asarray(patients))
+        assert (rows >= 0).all()  # every image's patient is among the stacks
+        return self.linear(x)[rows]
 
     @classmethod
     def featurise(cls, cohort: Cohort) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
