@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import fake_device
 import pytest
 import torch
 
@@ -26,6 +27,15 @@ _THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
 if _WORKERS > 1:
     os.environ["OMP_NUM_THREADS"] = str(_THREADS)
 torch.set_num_threads(_THREADS)
+fake_device.register()  # before any test's backward pass (fake_device.register says why)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """duiit wraps its output at COLUMNS when set (progress.fit_width); the tests that
+    depend on it set it themselves. A value from the caller's shell, or the 80 that
+    pytest-xdist's workers get, would otherwise wrap the lines other tests read."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 @pytest.fixture(scope="session")

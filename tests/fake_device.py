@@ -112,10 +112,18 @@ class _FakeDeviceMode(TorchDispatchMode):
         return _run(func, args, kwargs or {})
 
 
+def register() -> None:
+    """Make `fakegpu` a device type of this process. The autograd engine sizes its per-device
+    queues at the process's first backward pass, so this must come before any: conftest
+    calls it at import (registered later, a backward on the device fails an internal
+    assert in whichever test runs after another test's backward)."""
+    if torch._C._get_privateuse1_backend_name() != NAME:
+        _setup_privateuseone_for_python_backend(NAME)
+
+
 @contextmanager
 def on_fake_device() -> Iterator[torch.device]:
     """Within: `fakegpu:0` is a device, checked as above. Yields it."""
-    if torch._C._get_privateuse1_backend_name() != NAME:
-        _setup_privateuseone_for_python_backend(NAME)
+    register()
     with _FakeDeviceMode():
         yield torch.device(NAME, 0)
