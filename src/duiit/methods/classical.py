@@ -130,6 +130,7 @@ class FeatureModel(nn.Module):
     standardised labels, or class logits)."""
 
     network = "features_ridge"
+    columns = FEATURES  # what a row of the fitted matrix holds (classical.json)
 
     def __init__(self, n_features: int, out_dim: int) -> None:
         super().__init__()
@@ -179,6 +180,7 @@ class StackModel(FeatureModel):
     linear map; every slice of a patient gets the patient's prediction."""
 
     network = "stack_ridge"
+    columns = STACK_COLUMNS
     per_patient = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -271,7 +273,7 @@ def fit_linear(
         "cv_score": float(search.best_score_),
         "train_images": len(cohort),
         "train_rows": len(x),
-        "features": FEATURES if model_cls is FeatureModel else STACK_COLUMNS,
+        "features": model_cls.columns,
     }
     return model, info
 
