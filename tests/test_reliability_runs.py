@@ -714,6 +714,10 @@ def test_report_of_a_good_folder(finished_experiment: Path, tmp_path: Path) -> N
     res = cli("report", out)
     assert res.code == 0, res.err
     assert (out / "report.html").exists() and not temp_files(out)
+    # its last line names every output, on one line whatever the pipe's width
+    last = res.out.strip().splitlines()[-1]
+    for name in ("results.md", "results.csv", "report.html", "figures"):
+        assert str(out / name) in last, last
 
 
 def test_report_of_a_folder_that_does_not_exist(tmp_path: Path) -> None:

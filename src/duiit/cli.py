@@ -440,7 +440,10 @@ def _show_report(report: Report, out: Path) -> None:
             f"{out / 'results.md'}",
             highlight=False,
         )
-    console.print(f"report -> {report.files['report.html']}", highlight=False)
+    figures = [f for name, f in report.files.items() if name.endswith(".png")]
+    where = f" and {len(figures)} figures in {figures[0].parent}" if figures else ""
+    written = ", ".join(str(report.files[n]) for n in ("results.md", "results.csv", "report.html"))
+    console.print(f"report -> {written}{where}", highlight=False)
 
 
 @app.command("report")
