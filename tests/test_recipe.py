@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from duiit import runs
 from duiit.config import load_config
+from duiit.data import split_cohort
 from duiit.data.cohort import Cohort
 from duiit.data.load import load_cohorts
 from duiit.errors import DuiitError, DuiitWarning
@@ -508,6 +509,37 @@ def test_an_experiment_says_once_before_its_runs_what_matching_leaves_uncovered(
     exp, cfg = load_experiment(tmp_path / "e.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)  # no matching: nothing to say
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+
+
+def test_an_experiment_says_when_its_predictors_train_for_unequal_lengths(
+    tmp_path: Path,
+) -> None:
+    """DUIIT's co-trained predictor follows the translator's train.steps (300), a predictor
+    stage the recipe's 12 passes over split 0's target training images at batch 32 (24
+    noise images: 12 steps): the check names both lengths, the methods at each and the
+    setting that matches them, once; the ridge has no steps; predictor.steps=300 is quiet."""
+    target = _labelled("CT", list(np.linspace(0, 70, 24)))
+    source = _labelled("MRI", list(np.linspace(20, 80, 24)))
+    spec = (
+        "target: ct.csv\nsources: [mri.csv]\nsettings: [[], [MRI]]\n"
+        "methods: [duiit, target_only, cyclegan, features_ridge]\nours: duiit\nsplits: 2\n"
+        "run: {train: {steps: 300}%s}\n"
+    )
+    (tmp_path / "e.yaml").write_text(spec % "")
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with pytest.warns(DuiitWarning, match="unequal lengths") as seen:
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    assert len(seen) == 1
+    said = str(seen[0].message)
+    n_train = len(split_cohort(target, cfg.data.split, seed=0).train)
+    stage = 12 * math.ceil(n_train / 32)
+    assert f"({stage} steps: target_only, cyclegan; 300 steps: duiit)" in said
+    assert "run.predictor.steps=300" in said and "features_ridge" not in said
+    (tmp_path / "e.yaml").write_text(spec % ", predictor: {steps: 300}")
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuiitWarning)
         check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
 
 

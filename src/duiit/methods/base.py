@@ -9,7 +9,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -340,6 +340,10 @@ class Method(ABC):
     uses_sources: ClassVar[bool]
     translates: ClassVar[bool] = False  # leaves source -> target generators behind
     description: ClassVar[str]
+    # How its predictor learns: "stage" (the recipe's predictor.steps or epochs over the
+    # target training images), "joint" (in DUIIT's loop, for the translator's train.steps),
+    # "none" (no network: a fitted ridge).
+    predictor_training: ClassVar[Literal["stage", "joint", "none"]] = "stage"
 
     def __init__(self, cfg: Config, rt: Runtime, quiet: bool = False) -> None:
         self.cfg, self.rt, self.quiet = cfg, rt, quiet

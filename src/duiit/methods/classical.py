@@ -283,6 +283,7 @@ class LinearBaseline(Method):
     (deterministic, so a resumed run reuses the saved fit)."""
 
     uses_sources = False
+    predictor_training = "none"
     model_cls: type[FeatureModel] = FeatureModel
 
     def fit(

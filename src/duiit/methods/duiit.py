@@ -371,6 +371,7 @@ class Duiit(Method):
     translates = True
     description = "translator + predictor trained jointly, lambda * dL_pred reaches G (ours)"
     coupling: ClassVar[Coupling] = "joint"
+    predictor_training = "joint"
 
     def fit(
         self, target_train: Cohort, target_val: Cohort, sources: list[Cohort], run_dir: Path
