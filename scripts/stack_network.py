@@ -13,7 +13,8 @@ its patient's prediction (as stack_ridge's do).
         --target runs/ct-ich.csv --out runs/stack-network.csv
 
 (its 10 splits as measured: results/stack-network/scores.csv; a finished split in --out is
-kept, so a stopped run continues)
+kept, so a stopped run continues; to run splits side by side give each process its own
+--splits, e.g. `--splits 0 1 2 3 4`, and its own --out: each rewrites its whole file)
 """
 
 from __future__ import annotations

@@ -535,11 +535,17 @@ def test_an_experiment_says_when_its_predictors_train_for_unequal_lengths(
     n_train = len(split_cohort(target, cfg.data.split, seed=0).train)
     stage = 12 * math.ceil(n_train / 32)
     assert f"({stage} steps: target_only, cyclegan; 300 steps: duiit)" in said
-    assert "run.predictor.steps=300" in said and "features_ridge" not in said
+    assert f"set run.predictor.steps=300 (or run.train.steps={stage}," in said
+    assert "features_ridge" not in said
     (tmp_path / "e.yaml").write_text(spec % ", predictor: {steps: 300}")
     exp, cfg = load_experiment(tmp_path / "e.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    # DUIIT the shorter: the advice still names the joint loop's length for the stages
+    (tmp_path / "e.yaml").write_text((spec % "").replace("steps: 300", "steps: 3"))
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with pytest.warns(DuiitWarning, match=r"set run.predictor.steps=3 \(or run.train.steps="):
         check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
 
 

@@ -87,12 +87,18 @@ def warn_training_lengths(
     for method, n in steps.items():
         by_length.setdefault(n, []).append(method)
     listed = "; ".join(f"{n} steps: {', '.join(ms)}" for n, ms in sorted(by_length.items()))
+    joint = [n for m, n in steps.items() if get_method(m).predictor_training == "joint"]
+    stage = [n for m, n in steps.items() if get_method(m).predictor_training == "stage"]
+    # predictor.steps sets every stage's length (not the joint loop's): match the joint loop
+    fix = f"set run.predictor.steps={max(joint or stage)}"
+    if joint and stage:
+        fix += f" (or run.train.steps={max(stage)}, which also sets the translators' length)"
     warnings.warn(
         f"the predictors of this experiment train for unequal lengths on split 0's {n_train} "
         f"target training images ({listed}), so methods differ by their training as well: "
         "a predictor stage takes predictor.steps, or predictor.epochs passes at "
         "predictor.batch_size, and DUIIT's co-trained predictor the translator's train.steps; "
-        f"set run.predictor.steps={max(steps.values())} (or run.train.steps) so that they match",
+        f"{fix} so that they match",
         DuiitWarning,
         stacklevel=2,
     )
