@@ -365,9 +365,14 @@ def test_cycada_frozen_predictor_steers_generator_and_never_changes(cohorts) -> 
         ("cut", ("adv_G", "nce", "nce_idt", "pred", "task"), ("D_t",)),
     ],
 )
-def test_one_step_lowers_every_loss_term_on_a_fixed_batch(
+def test_one_step_lowers_the_objective_and_moves_every_term_on_a_fixed_batch(
     cohorts, translator: str, terms: tuple[str, ...], d_terms: tuple[str, ...]
 ) -> None:
+    """One generator step lowers the objective (every term at its weight), and every term
+    is in it with a positive weight and moves with the step; one discriminator step lowers
+    each discriminator's loss. A single generator term may rise where the terms pull apart:
+    measured per term, CUT's identity NCE rose by 3 % on one CPU and fell on another (their
+    rounding differs), so per term only the sign of its weight is asserted."""
     task = make_task(
         cohorts,
         "train.pool_size=0",
@@ -399,8 +404,11 @@ def test_one_step_lowers_every_loss_term_on_a_fixed_batch(
     task.update_discriminators(x, ys, judged)
     with torch.no_grad(), task.rt.autocast():
         d_after = task.translator.discriminator_losses(x, images, judged)
+    assert task.objective(after) < task.objective(before)
     for k in terms:
-        assert after[k] < before[k], (k, float(before[k]), float(after[k]))
+        raised = task.objective({**before, k: before[k] + 1})
+        assert raised > task.objective(before), k  # in the objective, with a positive weight
+        assert after[k] != before[k], k  # and it depends on what the step moved
     for k in d_terms:
         assert d_after[k] < d_before[k], (k, float(d_before[k]), float(d_after[k]))
 
