@@ -84,11 +84,11 @@ def warn_training_lengths(
     if not steps or max(steps.values()) <= 1.5 * min(steps.values()):
         return
     by_length: dict[int, list[str]] = {}
+    joint, stage = [], []
     for method, n in steps.items():
         by_length.setdefault(n, []).append(method)
+        (joint if get_method(method).predictor_training == "joint" else stage).append(n)
     listed = "; ".join(f"{n} steps: {', '.join(ms)}" for n, ms in sorted(by_length.items()))
-    joint = [n for m, n in steps.items() if get_method(m).predictor_training == "joint"]
-    stage = [n for m, n in steps.items() if get_method(m).predictor_training == "stage"]
     # predictor.steps sets every stage's length (not the joint loop's): match the joint loop
     fix = f"set run.predictor.steps={max(joint or stage)}"
     if joint and stage:
