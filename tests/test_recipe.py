@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers import TINY, noise_cohort
 from monai.networks.nets import resnet18
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from torch import nn
 from torch.nn import functional as F
 
@@ -35,9 +36,13 @@ from duiit.methods.base import (
     source_batches,
 )
 from duiit.methods.classical import (
+    BOOST_FIXED,
+    FEATURES,
+    BoostModel,
+    ClassicalModel,
     FeatureModel,
     StackModel,
-    fit_linear,
+    fit_classical,
     image_features,
     stack_features,
 )
@@ -251,7 +256,7 @@ def test_the_classical_baselines_fit_on_the_training_patients_alone(
     ct, _ = cohorts
     train = ct.subset(np.arange(0, 120))
     codec = LabelCodec.fit(train)
-    model, info = fit_linear(model_cls, train, codec)
+    model, info = fit_classical(model_cls, train, codec)
     rows = image_features(train.images)
     if model_cls is StackModel:
         rows = stack_features(rows, train.patient_ids)[1]
@@ -260,9 +265,43 @@ def test_the_classical_baselines_fit_on_the_training_patients_alone(
     assert info["train_images"] == 120 and info["train_rows"] == len(rows)
 
 
-@pytest.mark.parametrize("model_cls", [FeatureModel, StackModel])
+@pytest.mark.parametrize("task", ["regression", "classes"])
+def test_the_boosted_trees_as_tensors_are_scikit_learns_fit_to_the_training_patients(
+    cohorts: tuple[Cohort, list[Cohort]], task: str
+) -> None:
+    """`features_boost` stores its trees as tensors: on held-out slices they give what
+    scikit-learn's own model, fitted to the training slices alone with the settings the
+    search chose, gives (its regression output, or its class probabilities); fitted with the
+    held-out slices among its training ones, it would not."""
+    ct, _ = cohorts
+    train, test = ct.subset(np.arange(0, 120)), ct.subset(np.arange(120, 200))
+    classes = task == "classes"
+    if classes:  # two age groups
+        train.labels, test.labels = (train.labels >= 40).long(), (test.labels >= 40).long()
+        codec = LabelCodec(classes=("young", "old"))
+    else:
+        codec = LabelCodec.fit(train)
+    model, info = fit_classical(BoostModel, train, codec)
+    settings = {**BOOST_FIXED, **{k: int(v) for k, v in info["chosen"].items()}}
+    kind = GradientBoostingClassifier if classes else GradientBoostingRegressor
+    x, y = image_features(train.images), codec.encode(train.labels).numpy()
+    held_out = image_features(test.images)
+
+    def outputs(est: GradientBoostingRegressor | GradientBoostingClassifier) -> np.ndarray:
+        return est.predict_proba(held_out) if classes else est.predict(held_out)
+
+    theirs = outputs(kind(**settings).fit(x, y))
+    ours = model.scores(test).double()
+    ours = torch.softmax(ours, 1) if classes else ours
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
+    assert info["train_rows"] == 120 and set(info["importance"]) == set(FEATURES)
+    both = (np.vstack([x, held_out]), np.r_[y, codec.encode(test.labels).numpy()])
+    assert np.abs(outputs(kind(**settings).fit(*both)) - theirs).max() > 1e-3
+
+
+@pytest.mark.parametrize("model_cls", [FeatureModel, StackModel, BoostModel])
 def test_the_classical_baselines_learn_age_from_phantom_heads(
-    cohorts: tuple[Cohort, list[Cohort]], model_cls: type[FeatureModel]
+    cohorts: tuple[Cohort, list[Cohort]], model_cls: type[ClassicalModel]
 ) -> None:
     """Children have smaller heads and darker white matter in the phantom: head-mask
     features carry age, so held-out patients are predicted better than by the mean."""
@@ -270,13 +309,13 @@ def test_the_classical_baselines_learn_age_from_phantom_heads(
     order = np.argsort(ct.patient_ids, kind="stable")
     train, test = ct.subset(order[:150]), ct.subset(order[150:])
     codec = LabelCodec.fit(train)
-    model, _ = fit_linear(model_cls, train, codec)
+    model, _ = fit_classical(model_cls, train, codec)
     pred = codec.decode(model.scores(test)).numpy()
     y = test.labels.numpy()
     assert ((pred - y) ** 2).mean() < 0.8 * ((y - train.labels.numpy().mean()) ** 2).mean()
 
 
-@pytest.mark.parametrize("method", ["features_ridge", "stack_ridge"])
+@pytest.mark.parametrize("method", ["features_ridge", "features_boost", "stack_ridge"])
 def test_the_classical_baselines_are_methods_that_save_resume_and_take_classes(
     phantom_dir: Path, tmp_path: Path, method: str
 ) -> None:
@@ -286,8 +325,8 @@ def test_the_classical_baselines_are_methods_that_save_resume_and_take_classes(
     assert math.isfinite(result["metrics"]["mse"])
     loaded = FittedModel.load(out / "model.pt")
     assert loaded.predictor.arch["network"] == method
+    test = pd.read_csv(out / "test_predictions.csv")
     if method == "stack_ridge":  # one prediction a patient, from its stack alone
-        test = pd.read_csv(out / "test_predictions.csv")
         assert (test.groupby("patient_id")["prediction"].nunique() == 1).all()
         with pytest.raises(DuiitError, match="patient id"):
             loaded.predict(torch.zeros(2, 1, 32, 32), Runtime.create("cpu", "fp32"))
@@ -301,22 +340,24 @@ def test_the_classical_baselines_are_methods_that_save_resume_and_take_classes(
         assert 0 < rows.sum() < len(cohort)
         stacks = stack_features(image_features(cohort.images[rows]), cohort.patient_ids[rows])[1]
         np.testing.assert_allclose(loaded.predictor.center.numpy(), stacks.mean(0), rtol=1e-9)
-        # resumed from its saved fit (result and model gone): the same predictions
-        (out / "result.json").unlink()
-        (out / "model.pt").unlink()
-        runs.train(phantom_dir / "ct.csv", [], out, cfg, method=method, resume=True, quiet=True)
-        resumed = pd.read_csv(out / "test_predictions.csv")
-        np.testing.assert_array_equal(resumed["prediction"], test["prediction"])
-        # `duiit predict` groups the manifest's rows by patient as the run's test did
-        again = runs.predict(out, [phantom_dir / "ct.csv"], tmp_path / "p.csv", quiet=True)
-        merged = test.merge(again.images, on=["path", "slice"], suffixes=("", "_again"))
-        assert len(merged) == len(test)
-        np.testing.assert_allclose(merged["prediction"], merged["prediction_again"], rtol=1e-6)
+    # resumed from its saved fit (result and model gone): the same predictions
+    (out / "result.json").unlink()
+    (out / "model.pt").unlink()
+    runs.train(phantom_dir / "ct.csv", [], out, cfg, method=method, resume=True, quiet=True)
+    resumed = pd.read_csv(out / "test_predictions.csv")
+    np.testing.assert_array_equal(resumed["prediction"], test["prediction"])
+    # `duiit predict` on the manifest gives the run's test predictions (for stack_ridge: its
+    # rows grouped by patient as the run's test did)
+    again = runs.predict(out, [phantom_dir / "ct.csv"], tmp_path / "p.csv", quiet=True)
+    merged = test.merge(again.images, on=["path", "slice"], suffixes=("", "_again"))
+    assert len(merged) == len(test)
+    np.testing.assert_allclose(merged["prediction"], merged["prediction_again"], rtol=1e-6)
     metrics = pd.read_csv(out / "metrics.csv")  # as every run folder has
     assert {"cv_score", "val_selection"} <= set(metrics["name"])
     predictions = pd.read_csv(out / "test_predictions.csv")
     assert predictions["prediction"].std() > 0
-    # classes: two age groups, logistic regression behind the same interface
+    # classes: two age groups, logistic regression (or classifying trees) behind the same
+    # interface
     df = pd.read_csv(phantom_dir / "ct.csv")
     df["label"] = np.where(df["label"] < 40, "young", "old")
     df.to_csv(phantom_dir / "ct-classes.csv", index=False)
@@ -329,7 +370,7 @@ def test_the_classical_baselines_are_methods_that_save_resume_and_take_classes(
         method=method,
         quiet=True,
     )
-    # the age groups told apart (measured 0.92 for both; swapped logits would give 0.08)
+    # the age groups told apart (measured 0.92 for the ridges; swapped logits would give 0.08)
     assert res["metrics"]["accuracy"] > 0.75
     predicted = pd.read_csv(tmp_path / "cls" / "test_predictions.csv")["prediction"]
     assert set(predicted) <= {0, 1}  # class indices, as for every method
@@ -343,7 +384,7 @@ def test_the_stack_model_predicts_each_slice_from_its_own_patients_stack(
     ct, _ = cohorts
     train, test = ct.subset(np.arange(0, 120)), ct.subset(np.arange(120, 160))
     codec = LabelCodec.fit(train)
-    model, _ = fit_linear(StackModel, train, codec)
+    model, _ = fit_classical(StackModel, train, codec)
     order = np.random.default_rng(0).permutation(len(test))
     shuffled = model.predict_stacks(test.images[order], test.patient_ids[order])
     for patient in np.unique(test.patient_ids):
@@ -361,7 +402,7 @@ def test_the_stack_model_predicts_each_slice_from_its_own_patients_stack(
     mixed.labels[1] = mixed.labels[0] + 5  # slices 0 and 1: one patient, two ages
     assert mixed.patient_ids[0] == mixed.patient_ids[1]
     with pytest.raises(DuiitError, match=f"patient {mixed.patient_ids[0]} has slices"):
-        fit_linear(StackModel, mixed, LabelCodec.fit(mixed))
+        fit_classical(StackModel, mixed, LabelCodec.fit(mixed))
 
 
 def _mixed_task(overrides: list[str], sources: int = 2, dann: bool = False) -> PredictorTask:

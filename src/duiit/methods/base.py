@@ -326,10 +326,10 @@ def rebuild_predictor(saved: dict[str, Any], out_dim: int) -> nn.Module:
         "width": saved["width"],
         "norm": "batch",
     }
-    if arch["network"] in ("features_ridge", "stack_ridge"):
-        from duiit.methods.classical import LINEAR_MODELS
+    from duiit.methods.classical import CLASSICAL_MODELS  # classical imports this module
 
-        return LINEAR_MODELS[arch["network"]].empty(arch, out_dim)
+    if arch["network"] in CLASSICAL_MODELS:
+        return CLASSICAL_MODELS[arch["network"]].empty(arch, out_dim)
     return Predictor(out_dim=out_dim, heads=saved["heads"], **arch)
 
 

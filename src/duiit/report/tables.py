@@ -29,11 +29,12 @@ AUGMENTATIONS = ("simple_augment", "autoaugment", "random_erasing")
 # The paper's other methods; anything else an experiment runs is a variant (ablation).
 PAPER_BASELINES = ("target_only", "transfer", "multitask", "dann", "cyclegan")
 # Baselines that are not the paper's: has the network learnt more than image counts tell?
-CLASSICAL = ("features_ridge", "stack_ridge")
-# The slice-level one is the learning check's reference: a slice predictor that does not
-# beat a ridge on a slice's pixel counts learned little. The patient-level `stack_ridge`
-# sees a patient's whole stack, which no slice predictor does: a baseline, not that floor.
-LEARNING_REFERENCE = ("features_ridge",)
+CLASSICAL = ("features_ridge", "features_boost", "stack_ridge")
+# The slice-level ones are the learning check's references: a slice predictor that does not
+# beat a ridge (or boosted trees) on a slice's pixel counts learned little. The
+# patient-level `stack_ridge` sees a patient's whole stack, which no slice predictor does:
+# a baseline, not that floor.
+LEARNING_REFERENCE = ("features_ridge", "features_boost")
 SCORES = ("mse", "mae", "r2", "patient_mse", "patient_mae", "patient_r2", "accuracy", "macro_f1")
 
 
