@@ -1,6 +1,7 @@
 """Would an ensemble of two runs help? Averages, slice by slice, the test predictions of two
-sets of runs of the same splits (e.g. the same recipe with two seeds: a grid's quality
-references and its own target-only runs) and pairs the average with each set alone, split
+sets of runs of the same splits (the same recipe with two seeds: a grid's quality
+references and its own target-only runs; or two methods, e.g. the CNN and the boosted
+trees of docs/results-real.md) and pairs the average with each set alone, split
 by split (corrected resampled t-test); nothing is trained or re-predicted.
 
     .venv/bin/python scripts/seed_average.py results/real-ct-ich-v3/references \\
