@@ -40,11 +40,13 @@ def _manifest(phantom_dir: Path, path: Path, drop: tuple[str, ...] = (), **cols:
     return path
 
 
-def _ct_png(phantom_dir: Path, folder: Path, window: tuple[float, float] = (40, 120)) -> Path:
-    """The first phantom CT volume's slices as 8-bit PNGs windowed at `window` (level, width),
-    as a viewer saves them (CT-ICH's JPGs are 40/120)."""
-    folder.mkdir()
-    stored = read_image(sorted((phantom_dir / "CT").glob("*.nii.gz"))[0]).pixels[..., 0]
+def _ct_png(
+    phantom_dir: Path, folder: Path, window: tuple[float, float] = (40, 120), volume: int = 0
+) -> Path:
+    """A phantom CT volume's slices as 8-bit PNGs windowed at `window` (level, width), as a
+    viewer saves them (CT-ICH's JPGs are 40/120)."""
+    folder.mkdir(parents=True)
+    stored = read_image(sorted((phantom_dir / "CT").glob("*.nii.gz"))[volume]).pixels[..., 0]
     level, width = window
     unit = np.clip((stored - (level - width / 2)) / width, 0, 1)
     for k, img in enumerate(np.round(unit * 255).astype(np.uint8)):
@@ -214,3 +216,50 @@ def test_per_patient_predictions_with_their_spread(
     first = patients.iloc[0]
     assert f"{first['prediction']:.4g}" in res.out and first["patient_id"] in res.out
     assert f"100 patients -> {tmp_path / 'p_patients.csv'}" in res.out
+
+
+def test_patients_in_folders_of_one_name_stay_apart_and_display_images_take_the_runs_window(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    """CT-ICH's layout (`Patients_CT/049/brain/*.jpg`): two patients' `brain` folders were
+    predicted as one patient `brain`, and a run trained on its 40/120 JPGs called every JPG
+    given to predict "unlike the training images" (read as display values, not HU) though
+    it read them exactly as in training."""
+    ct = pd.read_csv(phantom_dir / "ct.csv")
+    rows = []
+    for k, (label, pid) in enumerate(zip(ct["label"][::2], ct["patient_id"][::2], strict=True)):
+        folder = _ct_png(phantom_dir, tmp_path / "Patients" / pid / "brain", volume=k)
+        rows += [(f"Patients/{pid}/brain/{f.name}", label, pid) for f in sorted(folder.iterdir())]
+    manifest = pd.DataFrame(rows, columns=["path", "label", "patient_id"])
+    manifest = manifest.assign(modality="CT", display_window="40/120")
+    manifest.to_csv(tmp_path / "train.csv", index=False)
+    run = tmp_path / "run"
+    cfg = load_config(overrides=TINY)
+    runs.train(tmp_path / "train.csv", [], run, cfg, method="features_ridge", quiet=True)
+    new = [tmp_path / "Patients" / pid / "brain" for pid in ct["patient_id"][:4:2]]
+    res = cli("predict", run, "--input", new[0], "--input", new[1], "--out", tmp_path / "p.csv")
+    assert res.code == 0 and "warning" not in res.err, res.err
+    assert "note: 4 display image(s) read as saved with the CT window 40/120" in res.out
+    got = pd.read_csv(tmp_path / "p.csv")
+    assert list(got["patient_id"]) == [f"{p}/brain" for p in ct["patient_id"][:4:2] for _ in "ab"]
+    assert got["unlike_training"].isna().all()
+    manifest[:4].to_csv(tmp_path / "new.csv", index=False)
+    stated = runs.predict(run, [tmp_path / "new.csv"], tmp_path / "q.csv", quiet=True)
+    np.testing.assert_allclose(got["prediction"], stated.images["prediction"])
+    other = cli("predict", run, "--input", new[0], "--out", tmp_path / "r.csv",
+                "--set", "data.display_window=[40,400]")  # fmt: skip
+    assert "note:" not in other.out and "mean intensity" in other.err  # the user's window wins
+    assert not np.allclose(pd.read_csv(tmp_path / "r.csv")["prediction"], got["prediction"][:2])
+    twice = cli("predict", run, "--input", new[0], "--input", new[0], "--out", tmp_path / "s.csv")
+    assert_one_line_error(twice, f"{new[0]} is given twice", "give each input once")
+
+
+def test_display_images_into_a_run_trained_on_hu_are_told_how_to_give_their_window(
+    run: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """The warning said "read as display units, the training images as hu" and no more."""
+    pngs = _ct_png(phantom_dir, tmp_path / "pngs")
+    res = cli("predict", run, "--input", pngs, "--out", tmp_path / "p.csv")
+    assert res.code == 0, res.err
+    why = pd.read_csv(tmp_path / "p.csv")["unlike_training"]
+    assert why.str.contains("give the window it was saved with: --set data.display_window").all()

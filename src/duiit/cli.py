@@ -334,6 +334,8 @@ def predict_cmd(
     from duiit.runs import patients_csv, predict
 
     done = predict(run, input, out, quiet, force, settings)
+    for note in done.notes:
+        console.print(f"note: {note}", highlight=False)
     shown = done.patients.map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
     print_frame(shown.fillna(""), "per patient")
     if done.scores is not None:

@@ -512,14 +512,15 @@ def input_settings(cfg: Config, settings: list[str]) -> Config:
 @dataclass
 class Predictions:
     """What `duiit predict` wrote: one row per image and one per patient (with class names
-    for classes), the scores on the labelled images (None without labels) and how many
-    images were unlike the run's training images."""
+    for classes), the scores on the labelled images (None without labels), how many
+    images were unlike the run's training images, and what it assumed about the inputs."""
 
     images: pd.DataFrame
     patients: pd.DataFrame
     scores: dict[str, float] | None
     labelled: int
     unlike: int
+    notes: list[str]
 
 
 def patients_csv(out_csv: Path) -> Path:
@@ -527,19 +528,31 @@ def patients_csv(out_csv: Path) -> Path:
     return out_csv.with_name(f"{out_csv.stem}_patients.csv")
 
 
-def _unlike_training(run_dir: Path, cohort: Cohort) -> list[str]:
-    """Why each image is unlike the run's training images ('' when it is not); a run from
-    before duiit kept their profile is said to have none, once."""
+def _training_profile(run_dir: Path) -> dict[str, Any] | None:
+    """The run's training images' profile; a run from before duiit kept one is said to have
+    none, once."""
     path = run_dir / PROFILE
-    if not path.exists():
-        warnings.warn(
-            f"{run_dir} has no {PROFILE} (trained before duiit kept one), so inputs are not "
-            "compared with its training images",
-            DuiitWarning,
-            stacklevel=2,
-        )
-        return [""] * len(cohort)
-    return unlike(read_json(path), cohort)
+    if path.exists():
+        return read_json(path)
+    warnings.warn(
+        f"{run_dir} has no {PROFILE} (trained before duiit kept one), so inputs are not "
+        "compared with its training images",
+        DuiitWarning,
+        stacklevel=2,
+    )
+    return None
+
+
+def _training_window(cfg: Config, trained: dict[str, Any] | None) -> tuple[Config, str]:
+    """Display images without a window of their own are read with the CT window the run's
+    training images were saved with, when there was one (CT-ICH's JPGs: 40/120): read as
+    plain display values they would be compared with HU-read training images and called
+    unlike them. Returns the configuration and the window ('' when none was taken)."""
+    windows = (trained or {}).get("display_windows", [])
+    if cfg.data.display_window is not None or len(windows) != 1:
+        return cfg, ""
+    level, width = windows[0].split("/")
+    return with_overrides(cfg, [f"data.display_window=[{level},{width}]"], "the run"), windows[0]
 
 
 def predict(
@@ -562,7 +575,8 @@ def predict(
     for path in (out_csv, patients_csv(out_csv)):
         new_output(path, force)
     fitted, cfg, rt = _run_parts(run_dir)
-    cfg = input_settings(cfg, settings or [])
+    trained = _training_profile(run_dir)
+    cfg, window = _training_window(input_settings(cfg, settings or []), trained)
     target = _target_modality(run_dir)
     classes = fitted.codec.classes
     if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
@@ -586,7 +600,15 @@ def predict(
     if known.any():
         images["label"] = named(labels)
     images["prediction"] = named(pred)
-    images["unlike_training"] = _unlike_training(run_dir, cohort)
+    images["unlike_training"] = unlike(trained, cohort) if trained else [""] * len(cohort)
+    windowed = int((cohort.meta["window"] == window).sum()) if window else 0
+    notes = []
+    if windowed:
+        notes.append(
+            f"{windowed} display image(s) read as saved with the CT window {window} (level/"
+            "width) of the run's training images; if yours were saved with another, give it: "
+            "--set data.display_window=[LEVEL,WIDTH]"
+        )
     patients = per_patient(pred, cohort.patient_ids, classes, labels if known.all() else None)
     for col in ("prediction", "label") if classes else ():
         if col in patients:
@@ -607,4 +629,4 @@ def predict(
         )
     write_csv(images, out_csv)
     write_csv(patients, patients_csv(out_csv))
-    return Predictions(images, patients, scores, int(known.sum()), unlike_n)
+    return Predictions(images, patients, scores, int(known.sum()), unlike_n, notes)

@@ -188,6 +188,24 @@ def load_manifest(
     return _cohorts(df, csv_path.parent, str(csv_path), cfg, quiet, classes)
 
 
+def patient_names(paths: list[Path]) -> list[str]:
+    """Each input's patient id: its name, or as many of its last path parts as tell the
+    inputs apart (`049/brain` and `050/brain` for CT-ICH's layout, not one patient `brain`).
+
+    Raises DuiitError for a file or folder given twice."""
+    full = [p.resolve().parts for p in paths]
+    seen: dict[tuple[str, ...], Path] = {}
+    for p, parts in zip(paths, full, strict=True):
+        if parts in seen:
+            raise DuiitError(f"{p} is given twice (also as {seen[parts]}); give each input once")
+        seen[parts] = p
+    for k in range(1, max(map(len, full), default=0) + 1):
+        names = ["/".join(parts[-k:]) for parts in full]
+        if len(set(names)) == len(names):
+            return names
+    return []  # no inputs
+
+
 def load_files(
     paths: list[Path],
     modality: str,
@@ -197,11 +215,12 @@ def load_files(
 ) -> Cohort:
     """Unlabelled images (for prediction) as one cohort: files, DICOM series folders, and
     folders of image files (PNG, JPEG, TIFF, NPY, NIfTI: each file an image). A file is its
-    own patient; a folder's images are one patient, named by the folder."""
+    own patient; a folder's images are one patient, named by the folder (`patient_names`)."""
+    paths = list(map(Path, paths))
     files: list[tuple[Path, str]] = []
-    for p in map(Path, paths):
+    for p, name in zip(paths, patient_names(paths), strict=True):
         listed = image_files(p) if p.is_dir() else []
-        files += [(f, p.name) for f in listed] or [(p, p.name)]
+        files += [(f, name) for f in listed] or [(p, name)]
     df = pd.DataFrame(
         {
             "path": [str(f.resolve()) for f, _ in files],

@@ -27,6 +27,10 @@ MEASURES = {
     "floor": "share of pixels at the intensity window's floor",
     "ceiling": "share of pixels at its ceiling",
 }
+HINT_WINDOW = (
+    " (if it is a CT image saved for viewing, give the window it was saved with: --set "
+    "data.display_window=[LEVEL,WIDTH])"
+)
 SIZE_FACTOR = 2.0  # a side within half to twice the training sides is a scan like them
 ASPECT_FACTOR = 1.25
 WIDEN = 0.25  # intensity ranges widened by this share of their span, plus MARGIN
@@ -71,12 +75,14 @@ def measures(cohort: Cohort) -> pd.DataFrame:
 
 
 def profile(cohort: Cohort) -> dict[str, Any]:
-    """The training images' ranges of every measure, their readings and whether any was in
-    colour."""
+    """The training images' ranges of every measure, their readings, the CT windows their
+    display images were saved with (`predict` reads display inputs with the same one when
+    it is the only one) and whether any was in colour."""
     m = measures(cohort)
     return {
         "images": len(cohort),
         "readings": sorted(set(m["reading"])),
+        "display_windows": sorted(set(with_reading_facts(cohort)["window"]) - {""}),
         "colour": bool(m["colour"].any()),
         "ranges": {k: [float(m[k].min()), float(m[k].max())] for k in MEASURES},
     }
@@ -100,6 +106,7 @@ def unlike(trained: dict[str, Any], cohort: Cohort) -> list[str]:
             why.append(
                 f"read as {m['reading']} units, the training images as "
                 f"{', '.join(trained['readings'])}"
+                + (HINT_WINDOW if m["reading"] == "display" and "hu" in trained["readings"] else "")
             )
         if m["colour"] and not trained["colour"]:
             why.append("a colour image (its channels differ), the training images grey")
