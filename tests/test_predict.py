@@ -17,7 +17,7 @@ from duiit import runs
 from duiit.config import DataConfig, load_config
 from duiit.data import load_manifest
 from duiit.data.profile import profile, unlike
-from duiit.data.readers import read_image
+from duiit.data.readers import image_files, read_image
 from duiit.evaluation.metrics import prediction_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -263,3 +263,13 @@ def test_display_images_into_a_run_trained_on_hu_are_told_how_to_give_their_wind
     assert res.code == 0, res.err
     why = pd.read_csv(tmp_path / "p.csv")["unlike_training"]
     assert why.str.contains("give the window it was saved with: --set data.display_window").all()
+
+
+def test_a_folders_images_are_listed_with_numbers_as_numbers(tmp_path: Path) -> None:
+    """CT-ICH's slices 1.jpg ... 33.jpg were listed 1, 10, 11, ..., 2, 20: a predictions CSV
+    out of the stack's order."""
+    names = ["10.png", "2.png", "1.png", "b2.png", "b10.png"]
+    for name in names:
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name)
+    listed = [p.name for p in image_files(tmp_path)]
+    assert listed == ["1.png", "2.png", "10.png", "b2.png", "b10.png"]

@@ -7,8 +7,10 @@ NPY. Readers never normalise; `duiit.data.intensity` decides what the values mea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -60,10 +62,19 @@ def dicom_slice_key(ds: pydicom.Dataset) -> float:
     return float(pos[2]) if pos is not None else float(getattr(ds, "InstanceNumber", 0))
 
 
+def _natural(path: Path) -> list[Any]:
+    """Sort key: numbers in a name compare as numbers (2.jpg before 10.jpg)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
 def image_files(folder: Path) -> list[Path]:
-    """A folder's files, sorted, when each is an image by its suffix (PNG/JPEG/TIFF/BMP, NPY,
-    NIfTI): such a folder is a list of images, not a DICOM series. Otherwise none."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """A folder's files, in name order with numbers as numbers (a stack's 1, 2, ..., 10),
+    when each is an image by its suffix (PNG/JPEG/TIFF/BMP, NPY, NIfTI): such a folder is a
+    list of images, not a DICOM series. Otherwise none."""
+    files = sorted(
+        (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+        key=_natural,
+    )
     images = [
         p
         for p in files
