@@ -5,6 +5,7 @@ patient's slice predictions are combined into a per-patient table."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,15 @@ def test_a_folders_images_are_listed_with_numbers_as_numbers(tmp_path: Path) -> 
         Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name)
     listed = [p.name for p in image_files(tmp_path)]
     assert listed == ["1.png", "2.png", "10.png", "b2.png", "b10.png"]
+
+
+def test_a_record_without_weights_is_named_as_such(run: Path, tmp_path: Path) -> None:
+    """A committed record (results/, made by scripts/keep_runs.py) was told "model.pt does
+    not exist: is this a finished run folder?", though it is one."""
+    record = tmp_path / "record"
+    shutil.copytree(run, record)
+    (record / "model.pt").unlink()
+    res = cli("predict", record, "--input", run / "split.csv", "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, f"{record} is a finished run without its weights (model.pt)")
+    res = cli("predict", tmp_path / "nothing", "--input", run, "--out", tmp_path / "p.csv")
+    assert_one_line_error(res, "nothing is not a run folder (no config.yaml)")

@@ -305,6 +305,11 @@ class FittedModel:
 
     @classmethod
     def load(cls, path: Path) -> FittedModel:
+        if not path.exists() and (path.parent / "result.json").exists():
+            raise DuiitError(
+                f"{path.parent} is a finished run without its weights ({path.name}): a record "
+                "of it (scripts/keep_runs.py leaves the weights out); use the run's own folder"
+            )
         if not path.exists():
             raise DuiitError(f"{path} does not exist: is this a finished run folder?")
         s = load_checkpoint(path)
