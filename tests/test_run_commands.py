@@ -15,7 +15,7 @@ from test_cli import duiit
 from duiit import runs
 from duiit.config import load_config
 from duiit.data import load_manifest
-from duiit.errors import DuiitError
+from duiit.errors import DuiitError, DuiitWarning
 from duiit.methods import FittedModel
 from duiit.methods.base import translate
 from duiit.training.runtime import Runtime
@@ -137,6 +137,18 @@ def test_cut_runs_translate_and_augment(phantom_dir: Path, tmp_path: Path, trans
     assert len(df) == trained + len(mri) and (df["source_modality"] == "MRI").sum() == len(mri)
 
 
+def _mri_of_ct_patients(phantom_dir: Path, path: Path) -> Path:
+    """The phantom's MRI manifest with its patients renamed as CT patients (absolute paths):
+    data.disjoint_patients=false's case, one patient scanned in both modalities."""
+    ct = pd.read_csv(phantom_dir / "ct.csv")
+    mri = pd.read_csv(phantom_dir / "mri.csv")
+    ids = dict(zip(mri["patient_id"].unique(), ct["patient_id"].unique(), strict=False))
+    mri["patient_id"] = mri["patient_id"].map(ids)
+    mri["path"] = [str(phantom_dir / p) for p in mri["path"]]
+    mri.to_csv(path, index=False)
+    return path
+
+
 def test_sources_of_held_out_patients_are_left_out_of_training(
     phantom_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,12 +157,7 @@ def test_sources_of_held_out_patients_are_left_out_of_training(
     from duiit.data import load_cohorts, split_cohort
     from duiit.methods.transfer import Transfer
 
-    ct = pd.read_csv(phantom_dir / "ct.csv")
-    mri = pd.read_csv(phantom_dir / "mri.csv")
-    ids = dict(zip(mri["patient_id"].unique(), ct["patient_id"].unique(), strict=False))
-    mri["patient_id"] = mri["patient_id"].map(ids)
-    mri["path"] = [str(phantom_dir / p) for p in mri["path"]]
-    mri.to_csv(tmp_path / "mri.csv", index=False)
+    _mri_of_ct_patients(phantom_dir, tmp_path / "mri.csv")
     cfg = load_config(overrides=[*TINY, "data.disjoint_patients=false"])
     seen: list = []
 
@@ -175,6 +182,30 @@ def test_sources_of_held_out_patients_are_left_out_of_training(
     assert held & set(all_mri.patient_ids)  # the case arises in this split
     assert not held & set(used.patient_ids)
     assert set(used.patient_ids) == set(all_mri.patient_ids) - held
+
+
+def test_augment_leaves_out_the_source_scans_of_held_out_patients(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    """`augment` wrote the translated MRI of the run's validation and test patients into the
+    augmented training set (training left them out; a pipeline trained on the manifest and
+    tested on the run's test patients would have seen them)."""
+    mri = _mri_of_ct_patients(phantom_dir, tmp_path / "mri.csv")
+    cfg = load_config(overrides=[*BASE, "train.steps=2", "data.disjoint_patients=false"])
+    run = tmp_path / "run"
+    runs.train(phantom_dir / "ct.csv", [mri], run, cfg, quiet=True)
+    split = pd.read_csv(run / "split.csv")
+    held = set(split[split["part"] != "train"]["patient_id"])
+    with pytest.warns(DuiitWarning, match=r"validation/test patient\(s\) of this split left out"):
+        out = runs.augment(run, phantom_dir / "ct.csv", [mri], tmp_path / "aug")
+    df = pd.read_csv(out)
+    translated = df[df["source_modality"] == "MRI"]
+    all_mri = pd.read_csv(mri)
+    assert held & set(all_mri["patient_id"])  # the case arises in this split
+    assert not held & set(df["patient_id"])
+    [slices] = load_manifest(mri, cfg.data, quiet=True)
+    kept = [str(p) for p in slices.patient_ids if str(p) not in held]
+    assert sorted(translated["patient_id"].astype(str)) == sorted(kept)
 
 
 def test_predict_from_manifest_and_from_files(

@@ -146,7 +146,8 @@ def execute(
                 console(stderr=True).print(f"precision: {rt.precision_note}", highlight=False)
         train, val, test = (target.subset(i) for i in (split.train, split.val, split.test))
         seed_everything(cfg.train.seed)
-        used = held_out_sources(sources, val, test, quiet) if cls.uses_sources else []
+        held = {str(p) for p in (*val.patient_ids, *test.patient_ids)}
+        used = held_out_sources(sources, held, quiet) if cls.uses_sources else []
         resumed = _checkpointed(run_dir)  # result.json is absent here: a checkpoint
         start = time.perf_counter()
         fitted = cls(cfg, rt, quiet).fit(train, val, used, run_dir)
@@ -213,13 +214,10 @@ def split_table(target: Cohort, split: Split) -> pd.DataFrame:
     )
 
 
-def held_out_sources(
-    sources: list[Cohort], val: Cohort, test: Cohort, quiet: bool = False
-) -> list[Cohort]:
-    """Sources without the images of the target's validation and test patients. Under
-    `data.disjoint_patients=false` a patient may have images in a source modality too; kept,
-    they would let training see the held-out patients (through their other scans)."""
-    held = set(map(str, val.patient_ids)) | set(map(str, test.patient_ids))
+def held_out_sources(sources: list[Cohort], held: set[str], quiet: bool = False) -> list[Cohort]:
+    """Sources without the images of the target's validation and test patients (`held`).
+    Under `data.disjoint_patients=false` a patient may have images in a source modality too;
+    kept, they would let training see the held-out patients (through their other scans)."""
     kept = []
     for c in sources:
         keep = np.array([str(p) not in held for p in c.patient_ids], dtype=bool)
@@ -229,7 +227,7 @@ def held_out_sources(
             if not quiet:
                 warnings.warn(
                     f"{dropped} {c.modality} image(s) of {patients} validation/test "
-                    f"patient(s) of this split left out of training (data.disjoint_patients"
+                    "patient(s) of this split left out (data.disjoint_patients"
                     "=false lets a patient appear in two modalities)",
                     DuiitWarning,
                     stacklevel=2,
@@ -424,8 +422,9 @@ def augment(
     quiet: bool = False,
 ) -> Path:
     """`duiit augment`: the run's augmented training set — the real target images it trained
-    on (files copied; its validation and test patients left out) plus translated sources —
-    as files and one manifest, usable by any training pipeline."""
+    on (files copied; its validation and test patients left out) plus translated sources
+    (of those patients too, where `data.disjoint_patients=false` lets them have source
+    scans: as in training) — as files and one manifest, usable by any training pipeline."""
     fitted, cfg, rt = _run_parts(run_dir)
     real = read_manifest(target)
     target_modality = str(real["modality"].iloc[0])
@@ -435,6 +434,9 @@ def augment(
         for s in sources
         for c in load_manifest(s, cfg.data, quiet=quiet, classes=fitted.codec.classes)
     ]
+    split = read_csv(run_dir / SPLIT_FILE)
+    held = split[split["part"] != "train"]["patient_id"].astype(str)
+    cohorts = held_out_sources(cohorts, set(held), quiet)
     with staged_dir(out, force) as tmp:
         rows = []
         for _, r in real.iterrows():
