@@ -163,6 +163,37 @@ def test_loop_learns_selects_best_and_skips_finished_stage(tmp_path: Path) -> No
     assert torch.equal(fresh.model.weight, task.model.weight)
 
 
+class NoisyTask(ToyTask):
+    """Draws from the global random state each step, as the recipe's augmentation does."""
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        self.x = self.x + 0.01 * torch.randn_like(self.x)
+        return super().train_step(step)
+
+
+def test_a_run_resumed_after_a_finished_stage_draws_on_as_the_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    """Two stages (TL's pre-training then fine-tuning; CyCADA's frozen predictor then its
+    translator): a run killed after the first stage's final checkpoint reused that stage but
+    went on from the random state of a fresh start, so its second stage (initialisation,
+    augmentation) drew other numbers than the uninterrupted run's."""
+    first = LoopSettings("first", steps=6, log_every=2, eval_every=3, ckpt_every=3, quiet=True)
+
+    def second_stage(run_dir: Path) -> torch.Tensor:
+        torch.manual_seed(0)  # every process starts from the run's seed
+        run_loop(NoisyTask(), run_dir, first)
+        return torch.rand(4)  # what the second stage draws first
+
+    whole = second_stage(tmp_path / "whole")
+    resumed = second_stage(tmp_path / "whole")  # the first stage is finished: reused
+    assert torch.equal(whole, resumed)
+    state = load_checkpoint(tmp_path / "whole" / "checkpoints" / "first-final.pt")
+    del state["rng"]  # a final checkpoint of an older duiit: reused as it is
+    torch.save(state, tmp_path / "whole" / "checkpoints" / "first-final.pt")
+    assert not torch.equal(second_stage(tmp_path / "whole"), whole)
+
+
 class TwoModuleTask(ToyTask):
     """A 'translator' and a 'predictor' that count their steps in their weights, and a
     validation curve whose best step is not the last: only the predictor is selected."""

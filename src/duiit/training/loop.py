@@ -290,7 +290,8 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
 
     At the end the modules the task's validation selects (`Task.selected`) hold their
     weights of the best validation `selection` (or their last weights if the task reports
-    none), the others their last weights; saved as `<stage>-final.pt`. Under torchrun
+    none), the others their last weights; saved as `<stage>-final.pt` with each process's
+    random state, which a resumed run that reuses the finished stage goes on from. Under torchrun
     every process trains; losses and validation metrics are averaged over processes so all
     take the same decisions, buffers (BatchNorm statistics) are rank 0's wherever a process
     validates or a checkpoint is taken, and only rank 0 writes: the networks, and each
@@ -300,9 +301,11 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
     main = rt.is_main
     ckdir = run_dir / "checkpoints"
     last, best, final = (ckdir / f"{s.stage}-{k}.pt" for k in ("last", "best", "final"))
-    if final.exists():  # stage finished earlier: reuse it
+    if final.exists():  # stage finished earlier: reuse it, and go on from its random state
         state = load_checkpoint(final)
         _load_weights(task, state["weights"])
+        if "rng" in state:  # older final checkpoints kept none
+            _set_rng_state(_own_state(state, final, rt)["rng"], rt.device)
         return LoopResult(state["best_step"], state["best_selection"], 0)
     optimizers = task.optimizers()
     factors = {k: linear_decay(s.steps, s.decay_start) for k in optimizers}
@@ -393,9 +396,19 @@ def run_loop(task: Task, run_dir: Path, s: LoopSettings, rt: Runtime | None = No
             log.close()
     if best_step > 0:
         _load_weights(task, best_weights, task.selected())
+    # Each process's random state at the stage's end: the next stage (a model's
+    # initialisation, its first batches) draws on from it, whether or not this run was resumed.
+    own = rt.gather({"rng": _rng_state(rt.device)})
     if main:
         atomic_save(
-            {"weights": _weights(task), "best_step": best_step, "best_selection": best_sel}, final
+            {
+                "weights": _weights(task),
+                "best_step": best_step,
+                "best_selection": best_sel,
+                **own[0],
+                "other_ranks": own[1:],
+            },
+            final,
         )
     barrier()
     return LoopResult(best_step, best_sel, s.steps - start)
