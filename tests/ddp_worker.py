@@ -1,6 +1,6 @@
 """Run a few translator steps, alone or as one rank under torchrun; each rank saves the
 translators of a CycleGAN and of a CUT task (rank 0 to OUT, rank r to OUT.rank<r>) and the
-predictor of a joint DUIIT task (OUT.predictor-<r>).
+predictor of a joint DUIIT task with the recipe's augmentation (OUT.predictor-<r>).
 
 python tests/ddp_worker.py OUT BATCH           (one process)
 torchrun --nproc-per-node 2 tests/ddp_worker.py OUT BATCH
@@ -82,11 +82,13 @@ def train_and_save(out: str, batch: int) -> None:
         trained[translator] = nets.state_dict()
     state = {"init": init, "bank": trained, "world": rt.world}
     torch.save(state, out if rt.is_main else f"{out}.rank{rt.rank}")
-    # The predictor's batch norm sees each rank's half batch, so it is compared across the
-    # ranks (the same gradients after the all-reduce keep the same weights), not with one.
+    # Joint DUIIT with the recipe's predictor (GroupNorm, random flips and affine moves of
+    # its real and translated images): as one process with the double batch too.
     seed_everything(0)
+    recipe = [f"predictor.batch_size={batch}", "predictor.augment=[flip, affine]"]
+    joint_cfg = load_config(overrides=[*SMALL, f"train.batch_size={batch}", *recipe])
     joint = TranslationTask(
-        target, target, [source], cfg, rt, LabelCodec.fit(target), coupling="joint"
+        target, target, [source], joint_cfg, rt, LabelCodec.fit(target), coupling="joint"
     )
     assert joint.predictor is not None
     before = {k: v.clone() for k, v in joint.predictor.named_parameters()}

@@ -16,7 +16,9 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
-    """For CycleGAN and CUT (whose patch locations every rank must draw alike)."""
+    """For CycleGAN and CUT (whose patch locations every rank must draw alike), and for
+    joint DUIIT's predictor under the recipe's random augmentation, which each rank drew
+    alike for its own images (the same flips and shifts on both halves of the batch)."""
     single = subprocess.run(
         [sys.executable, str(WORKER), str(tmp_path / "one.pt"), "4"],
         capture_output=True,
@@ -39,8 +41,12 @@ def test_two_processes_equal_one_with_double_batch(tmp_path: Path) -> None:
             assert torch.allclose(v, two["bank"][translator][k], atol=1e-5, rtol=1e-4), k
         assert any(not torch.equal(v, init[k]) for k, v in bank.items())  # it trained
     ranks = [torch.load(f"{tmp_path / 'two.pt'}.predictor-{r}", weights_only=True) for r in (0, 1)]
+    alone = torch.load(tmp_path / "one.pt.predictor-0", weights_only=True)
     for k, v in ranks[0]["predictor"].items():  # each rank saw other images: only the
         assert torch.allclose(v, ranks[1]["predictor"][k], atol=1e-6), k  # all-reduce agrees
+        # 3 steps move a weight by up to 3e-3; summing halves in another order leaves 4e-5,
+        # the same flips and shifts drawn on each rank 6e-3
+        assert torch.allclose(v, alone["predictor"][k], atol=3e-4, rtol=0), k
     assert any(not torch.equal(v, ranks[0]["init"][k]) for k, v in ranks[0]["predictor"].items())
 
 

@@ -171,10 +171,9 @@ class TranslationTask:
         source_labels = [r for _, r in ys.values()]
         if self.predictor is not None:
             seen = self.predictor_translations(fakes, ys, more or {})
+            sizes = [len(x), *(len(f) for f, _ in seen)]
             images = torch.cat([x, *(f for f, _ in seen)])
-            outs = self.predictor(self.augmented(images)).split(
-                [len(x), *(len(f) for f, _ in seen)]
-            )
+            outs = self.predictor(self.augmented(images, sizes)).split(sizes)
             weight = self.cfg.predictor.source_weight
             losses["pred"] = weighted_loss(
                 self.codec,
@@ -225,9 +224,12 @@ class TranslationTask:
         state |= {n: b.clone() for n, b in self.predictor.named_buffers()}
         return lambda images: functional_call(self.predictor, state, (images,))
 
-    def augmented(self, images: torch.Tensor) -> torch.Tensor:
-        """The recipe's training augmentation (differentiable: G's gradient passes)."""
-        return images if self.augment is None else self.augment(images).to(images.dtype)
+    def augmented(self, images: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
+        """The recipe's training augmentation (differentiable: G's gradient passes), of a
+        batch made of parts of `sizes` (`Runtime.augment`)."""
+        if self.augment is None:
+            return images
+        return self.rt.augment(self.augment, images, sizes).to(images.dtype)
 
     def objective(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the generators and P minimise, summed in one place: the translator's

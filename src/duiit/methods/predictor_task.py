@@ -159,9 +159,9 @@ class PredictorTask:
         p = self.cfg.predictor
         x, y = g.batches.sample(self.gen, n)
         if g.augment is not None:
-            x = g.augment(x)
+            x = self.rt.augment(g.augment, x)
         if self.augment is not None:
-            x = self.augment(x).to(x.dtype)
+            x = self.rt.augment(self.augment, x).to(x.dtype)
         if p.mixup > 0 and self.codec.classes is None:
             x, y = recipe.mixup(x, y, p.mixup, self.gen)
         return x, y

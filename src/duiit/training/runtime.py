@@ -6,7 +6,7 @@ import contextlib
 import os
 import random
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -141,6 +141,29 @@ class Runtime:
         bytes), float32, in the run's memory format."""
         x = images.to(self.device, non_blocking=True).float()
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def augment(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        sizes: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """`fn`, a random per-image augmentation drawing from the global random state (kornia),
+        applied as one process with N times the batch applies it. Every process holds the
+        same random state, so each drawing for its own images alone would give the N ranks
+        the same flips and shifts. Instead each draws for the global batch (each of x's
+        parts, `sizes`, as all ranks' slices in rank order, as one process concatenates
+        them) and keeps its own images' results: `fn` runs on N times the images."""
+        if self.world == 1:
+            return fn(x)
+        sizes = list(sizes or [x.shape[0]])
+        pieces, keep, at = [], [], 0
+        for n, part in zip(sizes, x.split(sizes), strict=True):
+            other = torch.zeros_like(part)  # another rank's images: drawn for, not kept
+            pieces += [other] * self.rank + [part] + [other] * (self.world - self.rank - 1)
+            keep.append(torch.arange(at + self.rank * n, at + (self.rank + 1) * n))
+            at += self.world * n
+        return fn(torch.cat(pieces))[torch.cat(keep).to(x.device)]
 
     def adam(
         self, params: Iterable[torch.nn.Parameter], lr: float, beta1: float = 0.9
