@@ -46,6 +46,7 @@ from duiit.methods.classical import (
     image_features,
     stack_features,
 )
+from duiit.methods.duiit import TranslationTask
 from duiit.methods.predictor_task import Group, PredictorTask, batch_plan, modality_groups
 from duiit.methods.recipe import augmentation, build_predictor, lr_factor, mixup
 from duiit.training.runtime import Runtime
@@ -551,6 +552,33 @@ def test_an_experiment_says_once_before_its_runs_what_matching_leaves_uncovered(
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)  # no matching: nothing to say
         check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+
+
+def test_a_co_trained_predictor_says_it_trains_without_mixup(cohorts, tmp_path: Path) -> None:
+    """predictor.mixup was silently skipped by DUIIT's co-trained predictor while the
+    predictor stages of the other methods applied it."""
+    target = _labelled("CT", list(np.linspace(0, 70, 24)))
+    source = _labelled("MRI", list(np.linspace(20, 80, 24)))
+    spec = (
+        "target: ct.csv\nsources: [mri.csv]\nsettings: [[], [MRI]]\n"
+        "methods: [duiit, duiit_detached, target_only, cycada]\nours: duiit\nsplits: 2\n"
+        "run: {train: {steps: 12}, predictor: {steps: 12%s}}\n"
+    )
+    (tmp_path / "e.yaml").write_text(spec % ", mixup: 0.2")
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with pytest.warns(DuiitWarning, match="predictor.mixup=0.2 is applied by") as seen:
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    [said] = [str(w.message) for w in seen if "mixup" in str(w.message)]
+    assert "the co-trained predictor of duiit, duiit_detached trains without it" in said
+    (tmp_path / "e.yaml").write_text(spec % "")
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuiitWarning)
+        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    ct, [mri] = cohorts
+    run_cfg = load_config(overrides=[*TINY, "predictor.mixup=0.2"])
+    with pytest.warns(DuiitWarning, match="the predictor co-trained with the translator"):
+        TranslationTask(ct, ct, [mri], run_cfg, Runtime.create("cpu"), LabelCodec.fit(ct), "joint")
 
 
 def test_an_experiment_says_when_its_predictors_train_for_unequal_lengths(

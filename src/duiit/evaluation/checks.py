@@ -1,6 +1,7 @@
 """An experiment checks itself before it spends time: every method it lists gets runs, and
-every split has a test part (parts too small for the statistics, and predictors trained
-for unequal lengths, are said once, here, not in each run)."""
+every split has a test part (parts too small for the statistics, predictors trained for
+unequal lengths and co-trained predictors that skip mixup are said once, here, not in each
+run)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from duiit.evaluation.experiment import ExperimentConfig
 from duiit.evaluation.grid import Cell
 from duiit.methods import get_method
 from duiit.methods.base import label_match_weights, method_config, resolve_steps, warn_coverage
+from duiit.methods.duiit import warn_unmixed
 from duiit.methods.recipe import predictor_steps
 
 
@@ -55,6 +57,15 @@ def check_grid(
     check_parts(problems, cfg.data.split, target, warn)
     if warn:
         warn_training_lengths(sorted(planned, key=exp.methods.index), cfg, n_train, sources)
+        unmixed = [
+            m
+            for m in exp.methods
+            if get_method(m).predictor_training == "joint"
+            and method_config(m, cfg).predictor.mixup > 0
+        ]
+        if unmixed:  # each run says it again, silenced
+            what = f"the co-trained predictor of {', '.join(unmixed)}"
+            warn_unmixed(method_config(unmixed[0], cfg), what)
     if warn and any(method_config(m, cfg).predictor.match_labels for m in exp.methods):
         for source in sources:  # on the whole target: each run says it again, silenced
             warn_coverage(source.modality, label_match_weights(source, target)[1])

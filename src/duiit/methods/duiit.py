@@ -22,6 +22,7 @@ translator: `duiit[translator=cut]`, `cyclegan[translator=cut]` (CUT without tas
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -33,6 +34,7 @@ from torch.func import functional_call
 
 from duiit.config import Config
 from duiit.data.cohort import Cohort
+from duiit.errors import DuiitWarning
 from duiit.methods import recipe
 from duiit.methods.base import (
     Batches,
@@ -68,6 +70,19 @@ def histogram_distance(a: torch.Tensor, b: torch.Tensor, n: int = 20_000, seed: 
 Coupling = Literal["joint", "detached", "frozen", "none"]
 
 
+def warn_unmixed(cfg: Config, what: str) -> None:
+    """Mixup is a predictor stage's (it blends the images and labels of one group's batch);
+    the joint loop has none, so `what` trains without it: said, not silently compared."""
+    if cfg.predictor.mixup > 0:
+        warnings.warn(
+            f"predictor.mixup={cfg.predictor.mixup:g} is applied by predictor stages only: "
+            f"{what} trains without it, so it differs from them by that too; set "
+            "predictor.mixup=0 to compare like with like",
+            DuiitWarning,
+            stacklevel=3,
+        )
+
+
 class TranslationTask:
     """The translator step, coupled to the task as `coupling` says (see the module doc):
     `joint` is DUIIT, `none` plain unpaired translation (no predictor at all). `frozen` needs
@@ -97,6 +112,7 @@ class TranslationTask:
         }
         self.predictor: Predictor | None = None
         if coupling in ("joint", "detached"):
+            warn_unmixed(cfg, "the predictor co-trained with the translator")
             self.predictor = rt.prepare(recipe.build_predictor(cfg, codec.out_dim))
             self.opt["P"] = recipe.optimizer(cfg.predictor, self.predictor.parameters(), rt)
         self.augment = recipe.augmentation(cfg.predictor)
