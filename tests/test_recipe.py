@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from duiit import runs
-from duiit.config import load_config
+from duiit.config import Config, load_config
 from duiit.data import split_cohort
 from duiit.data.cohort import Cohort
 from duiit.data.load import load_cohorts
@@ -554,27 +554,32 @@ def test_an_experiment_says_once_before_its_runs_what_matching_leaves_uncovered(
         check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
 
 
+def _check_grid(tmp_path: Path, methods: str, run: str) -> tuple[Config, Cohort]:
+    """`check_grid` of an experiment of `methods` and `run` settings over 24 CT images (0-70
+    y) and 24 MRI (20-80 y), 2 splits; returns its configuration and target."""
+    target = _labelled("CT", list(np.linspace(0, 70, 24)))
+    source = _labelled("MRI", list(np.linspace(20, 80, 24)))
+    (tmp_path / "e.yaml").write_text(
+        "target: ct.csv\nsources: [mri.csv]\nsettings: [[], [MRI]]\n"
+        f"methods: [{methods}]\nours: duiit\nsplits: 2\nrun: {run}\n"
+    )
+    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+    return cfg, target
+
+
 def test_a_co_trained_predictor_says_it_trains_without_mixup(cohorts, tmp_path: Path) -> None:
     """predictor.mixup was silently skipped by DUIIT's co-trained predictor while the
     predictor stages of the other methods applied it."""
-    target = _labelled("CT", list(np.linspace(0, 70, 24)))
-    source = _labelled("MRI", list(np.linspace(20, 80, 24)))
-    spec = (
-        "target: ct.csv\nsources: [mri.csv]\nsettings: [[], [MRI]]\n"
-        "methods: [duiit, duiit_detached, target_only, cycada]\nours: duiit\nsplits: 2\n"
-        "run: {train: {steps: 12}, predictor: {steps: 12%s}}\n"
-    )
-    (tmp_path / "e.yaml").write_text(spec % ", mixup: 0.2")
-    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    methods = "duiit, duiit_detached, target_only, cycada"
+    run = "{train: {steps: 12}, predictor: {steps: 12%s}}"
     with pytest.warns(DuiitWarning, match="predictor.mixup=0.2 is applied by") as seen:
-        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+        _check_grid(tmp_path, methods, run % ", mixup: 0.2")
     [said] = [str(w.message) for w in seen if "mixup" in str(w.message)]
     assert "the co-trained predictor of duiit, duiit_detached trains without it" in said
-    (tmp_path / "e.yaml").write_text(spec % "")
-    exp, cfg = load_experiment(tmp_path / "e.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)
-        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+        _check_grid(tmp_path, methods, run % "")
     ct, [mri] = cohorts
     run_cfg = load_config(overrides=[*TINY, "predictor.mixup=0.2"])
     with pytest.warns(DuiitWarning, match="the predictor co-trained with the translator"):
@@ -588,17 +593,9 @@ def test_an_experiment_says_when_its_predictors_train_for_unequal_lengths(
     stage the recipe's 12 passes over split 0's target training images at batch 32 (24
     noise images: 12 steps): the check names both lengths, the methods at each and the
     setting that matches them, once; the ridge has no steps; predictor.steps=300 is quiet."""
-    target = _labelled("CT", list(np.linspace(0, 70, 24)))
-    source = _labelled("MRI", list(np.linspace(20, 80, 24)))
-    spec = (
-        "target: ct.csv\nsources: [mri.csv]\nsettings: [[], [MRI]]\n"
-        "methods: [duiit, target_only, cyclegan, features_ridge]\nours: duiit\nsplits: 2\n"
-        "run: {train: {steps: 300}%s}\n"
-    )
-    (tmp_path / "e.yaml").write_text(spec % "")
-    exp, cfg = load_experiment(tmp_path / "e.yaml")
+    methods = "duiit, target_only, cyclegan, features_ridge"
     with pytest.warns(DuiitWarning, match="unequal lengths") as seen:
-        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+        cfg, target = _check_grid(tmp_path, methods, "{train: {steps: 300}}")
     assert len(seen) == 1
     said = str(seen[0].message)
     n_train = len(split_cohort(target, cfg.data.split, seed=0).train)
@@ -606,16 +603,12 @@ def test_an_experiment_says_when_its_predictors_train_for_unequal_lengths(
     assert f"({stage} steps: target_only, cyclegan; 300 steps: duiit)" in said
     assert f"set run.predictor.steps=300 (or run.train.steps={stage}," in said
     assert "features_ridge" not in said
-    (tmp_path / "e.yaml").write_text(spec % ", predictor: {steps: 300}")
-    exp, cfg = load_experiment(tmp_path / "e.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("error", DuiitWarning)
-        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+        _check_grid(tmp_path, methods, "{train: {steps: 300}, predictor: {steps: 300}}")
     # DUIIT the shorter: the advice still names the joint loop's length for the stages
-    (tmp_path / "e.yaml").write_text((spec % "").replace("steps: 300", "steps: 3"))
-    exp, cfg = load_experiment(tmp_path / "e.yaml")
     with pytest.warns(DuiitWarning, match=r"set run.predictor.steps=3 \(or run.train.steps="):
-        check_grid(exp, cfg, target, [source], plan(exp, target, [source]))
+        _check_grid(tmp_path, methods, "{train: {steps: 3}}")
 
 
 @pytest.mark.parametrize("weight", [1.0, 0.1, 0.0])
