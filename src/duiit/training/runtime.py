@@ -161,9 +161,10 @@ class Runtime:
         for n, part in zip(sizes, x.split(sizes), strict=True):
             other = torch.zeros_like(part)  # another rank's images: drawn for, not kept
             pieces += [other] * self.rank + [part] + [other] * (self.world - self.rank - 1)
-            keep.append(torch.arange(at + self.rank * n, at + (self.rank + 1) * n))
+            start = at + self.rank * n
+            keep.append(torch.arange(start, start + n, device=x.device))
             at += self.world * n
-        return fn(torch.cat(pieces))[torch.cat(keep).to(x.device)]
+        return fn(torch.cat(pieces))[torch.cat(keep)]
 
     def adam(
         self, params: Iterable[torch.nn.Parameter], lr: float, beta1: float = 0.9
