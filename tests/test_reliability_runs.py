@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import resource
@@ -547,6 +548,71 @@ def test_experiment_recorded_before_a_new_run_setting_continues(
     (out / "experiment.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     res = experiment(write_experiment(data), out)
     assert res.code == 0, res.err
+
+
+def _flip_precision(env: Path) -> None:
+    """Make a finished run's env.json say it computed in the other precision."""
+    record = json.loads(env.read_text())
+    env.write_text(json.dumps(record | {"bf16": not record["bf16"]}))
+
+
+def test_the_grid_settles_auto_precision_once_and_records_it(finished_experiment: Path) -> None:
+    """train.precision=auto means bf16 on one CPU and fp32 on another: the grid settles it
+    once, every run computes so (env.json), and experiment.yaml records the settled value."""
+    record = yaml.safe_load((finished_experiment / "experiment.yaml").read_text())
+    settled = record["resolved_run"]["train"]["precision"]
+    assert settled in ("bf16", "fp32")
+    envs = sorted(finished_experiment.glob("*/**/split-*/env.json"))
+    assert len(envs) == 3  # two runs and the quality reference
+    assert {json.loads(e.read_text())["bf16"] for e in envs} == {settled == "bf16"}
+
+
+@pytest.mark.parametrize("recorded", ["settled", "auto"], ids=["settled record", "older record"])
+def test_a_folder_made_in_the_other_precision_continues_only_when_asked(
+    finished_experiment: Path, data: Path, tmp_path: Path, recorded: str
+) -> None:
+    """A folder whose runs computed in the precision this machine's auto does not give (a
+    grid begun on another CPU) is refused with the override that continues it alike; with
+    that override it continues, its runs untouched. An older record says `auto`: what its
+    runs computed in is read from their env.json."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    record = yaml.safe_load((out / "experiment.yaml").read_text())
+    here = record["resolved_run"]["train"]["precision"]
+    other = {"bf16": "fp32", "fp32": "bf16"}[here]
+    record["resolved_run"]["train"]["precision"] = other if recorded == "settled" else "auto"
+    (out / "experiment.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    for env in out.glob("*/**/split-*/env.json"):
+        _flip_precision(env)
+    before = snapshot(out)
+    res = experiment(write_experiment(data), out)
+    assert_one_line_error(
+        res,
+        f"(run.train.precision: {other} -> {here})",
+        f"run.train.precision={other} continues the folder",
+        "another --out",
+    )
+    assert snapshot(out) == before
+    old = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    res = experiment(write_experiment(data), out, f"run.train.precision={other}")
+    assert res.code == 0, res.err
+    assert all(p.stat().st_mtime_ns == t for p, t in old.items())
+    record = yaml.safe_load((out / "experiment.yaml").read_text())
+    assert record["resolved_run"]["train"]["precision"] == other
+
+
+def test_a_folder_mixing_precisions_is_refused(
+    finished_experiment: Path, data: Path, tmp_path: Path
+) -> None:
+    """An older record (`auto`) over runs of both precisions: refused, naming the mix."""
+    out = Path(shutil.copytree(finished_experiment, tmp_path / "exp"))
+    record = yaml.safe_load((out / "experiment.yaml").read_text())
+    record["resolved_run"]["train"]["precision"] = "auto"
+    (out / "experiment.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    _flip_precision(out / "references" / "split-00" / "env.json")
+    res = experiment(write_experiment(data), out)
+    assert_one_line_error(
+        res, "holds runs trained in bf16 and runs trained in fp32", "another --out"
+    )
 
 
 def test_a_run_failing_on_bad_input_does_not_stop_the_others(data: Path, tmp_path: Path) -> None:

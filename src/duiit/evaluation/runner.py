@@ -13,9 +13,11 @@ import contextlib
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from duiit.config import Config
 from duiit.data import load_cohorts
 from duiit.errors import DuiitError
 from duiit.evaluation.backends import Backend, LocalPool
@@ -28,7 +30,13 @@ from duiit.evaluation.results import collect
 from duiit.files import folder_lock, write_csv, write_text
 from duiit.progress import console as make_console
 from duiit.runs import check_method_fits
-from duiit.training.runtime import Runtime, barrier, distributed_job, is_main_process
+from duiit.training.runtime import (
+    barrier,
+    choose_precision,
+    distributed_job,
+    is_main_process,
+    resolve_device,
+)
 
 
 def run_experiment(
@@ -54,6 +62,7 @@ def run_experiment(
     with contextlib.ExitStack() as stack:
         rank, world = stack.enter_context(distributed_job())
         main = rank == 0
+        cfg, precision_note = settle_precision(cfg, world, ray)
         if world > 1 and (workers > 1 or ray is not None):
             raise DuiitError(
                 "--workers and --backend ray fan runs out over processes; under torchrun "
@@ -70,11 +79,11 @@ def run_experiment(
         if main:
             stack.enter_context(folder_lock(out, "experiment folder"))
         record = experiment_record(exp, cfg)
-        check_record(out, record, exp, target, sources)
+        check_record(out, record, exp, target, sources, precision_note)
         barrier()  # every rank has read the old record
         if main:
             write_text(yaml.safe_dump(record, sort_keys=False), out / "experiment.yaml")
-        failed = _run_grid(backend, job, out, runs, quiet)
+        failed = _run_grid(backend, job, out, runs, quiet, precision_note)
         results = collect(out)
         if main:
             write_csv(results, out / "runs.csv")
@@ -83,8 +92,28 @@ def run_experiment(
     return results
 
 
+def settle_precision(cfg: Config, world: int, ray: RayOptions | None) -> tuple[Config, str]:
+    """The run settings with `train.precision=auto` replaced by what it means here (bf16 or
+    fp32), and why. Settled once for the grid and recorded in experiment.yaml, so every run
+    computes alike wherever it runs (another worker, a Ray node, a later sitting on another
+    machine): `auto` differs between CPUs, and a grid mixing bf16 and fp32 runs would compare
+    unlike. Ray runs given GPUs are settled for CUDA."""
+    device = cfg.train.device
+    if device == "auto" and ray is not None and ray.gpus_per_run > 0:
+        device = "cuda"
+    dev = torch.device("cuda") if device == "cuda" else resolve_device(device, world)
+    bf16, note = choose_precision(cfg.train.precision, cfg.train.fast, dev)
+    train = cfg.train.model_copy(update={"precision": "bf16" if bf16 else "fp32"})
+    return cfg.model_copy(update={"train": train}), note
+
+
 def _run_grid(
-    backend: Backend, job: Job, out: Path, runs: list[Cell], quiet: bool
+    backend: Backend,
+    job: Job,
+    out: Path,
+    runs: list[Cell],
+    quiet: bool,
+    precision_note: str,
 ) -> list[Outcome]:
     """Run the unfinished cells (runs and their quality references) with one progress
     display, whichever backend runs them; returns the cells that failed."""
@@ -92,8 +121,7 @@ def _run_grid(
     references = quality_references(job.exp, runs)
     cells = [*references, *runs]
     todo = unfinished(cells, out, job.exp.quality)
-    precision = Runtime.from_config(job.cfg.train).precision_note
-    console.print(f"precision: {precision}", highlight=False)
+    console.print(f"precision: {precision_note}, for every run of the grid", highlight=False)
     console.print(
         f"{len(runs)} runs and {len(references)} quality references "
         f"({len(cells) - len(todo)} already finished) -> {out}{backend.describe()}"
