@@ -24,6 +24,7 @@ from duiit.data import load_cohorts
 from duiit.data.cohort import Cohort
 from duiit.evaluation import stats
 from duiit.evaluation.metrics import prediction_metrics
+from duiit.files import read_json
 from duiit.methods.base import FittedModel
 from duiit.training.runtime import Runtime
 
@@ -83,11 +84,12 @@ def saved_runs(doc: str) -> tuple[pd.DataFrame, Cohort]:
 
 def main() -> None:
     runs, target = saved_runs(__doc__)
-    rt = Runtime.create("cpu", "fp32")
     paths = target.meta["path"].to_numpy()
     rows = []
     for run_dir, split in zip(runs["run_dir"], runs["split"], strict=True):
         run = Path(run_dir)
+        # re-predicted in the precision the run predicted its test slices in (bf16 or fp32)
+        rt = Runtime.create("cpu", "bf16" if read_json(run / "env.json")["bf16"] else "fp32")
         parts = pd.read_csv(run / "split.csv")
         test = np.isin(paths, parts.loc[parts["part"] == "test", "path"])
         x, y = target.images[test].float(), target.labels[test].numpy()
