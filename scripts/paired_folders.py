@@ -1,8 +1,9 @@
 """Pair one method's runs with others' across experiment folders, split by split (split k
 holds the same patients in every folder made from the same target and split settings), with
 the report's corrected resampled t-test and one Benjamini-Hochberg family over every row
-printed. For comparisons `duiit report` cannot make, because the two runs live in folders
-made with different settings.
+printed (translation scores pair only runs one quality reference scored, as in the report).
+For comparisons `duiit report` cannot make, because the two runs live in folders made with
+different settings.
 
     .venv/bin/python scripts/paired_folders.py runs/ct-ich-learning-mse:target_only \\
         runs/ct-ich-learning-mse:features_ridge runs/ct-ich-learning-cnn:target_only
@@ -26,7 +27,7 @@ def scores(spec: str, metric: str) -> pd.Series:
     runs = runs[runs["method"] == method]
     if runs.empty:
         raise SystemExit(f"{folder}/runs.csv has no finished run of {method!r}")
-    return runs.set_index("split")[metric].sort_index()
+    return stats.per_split(runs, metric).sort_index()
 
 
 def main() -> None:

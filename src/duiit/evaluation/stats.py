@@ -73,9 +73,22 @@ def wilcoxon_p(diff: np.ndarray) -> float:
     return float(stats.wilcoxon(diff).pvalue)
 
 
+TRANSLATION_SCORES = ("task_fid_", "consistency_", "fid_inception_", "is_mean_")
+
+
+def per_split(runs: pd.DataFrame, column: str) -> pd.Series:
+    """One method's runs' `column`, indexed for `compare`: by split, and a translation score
+    by (split, the quality reference that scored it), so that two runs pair only where one
+    reference read both (results.reference_fingerprint)."""
+    keys = ["split"]
+    if column.startswith(TRANSLATION_SCORES) and "quality_reference" in runs:
+        keys.append("quality_reference")
+    return runs.set_index(keys)[column]
+
+
 def compare(ours: pd.Series, other: pd.Series, ratio: float) -> Comparison:
-    """Compare two per-split series (indexed by split seed) on the splits both have;
-    `ratio` is n_test / n_train of the splits (`holdout_ratio`)."""
+    """Compare two per-split series (indexed by split seed, or as `per_split` gives them) on
+    the splits both have; `ratio` is n_test / n_train of the splits (`holdout_ratio`)."""
     shared = ours.dropna().index.intersection(other.dropna().index)
     diff = other.loc[shared].to_numpy(float) - ours.loc[shared].to_numpy(float)
     t, p = corrected_ttest(diff, ratio)
@@ -212,7 +225,7 @@ def comparisons(
     every method that ran without sources (the PURE setting): one family, BH-corrected, with
     the verdict `ours better` / `ours worse` / `inconclusive` decided on q."""
     ratio = holdout_ratio(results)
-    series = {k: g.set_index("split")[metric] for k, g in results.groupby(["setting", "method"])}
+    series = {k: per_split(g, metric) for k, g in results.groupby(["setting", "method"])}
     pure = pure_setting(results)
     rows = []
     for setting in setting_order(results):

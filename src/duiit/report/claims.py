@@ -18,6 +18,7 @@ from duiit.evaluation.stats import (
     bh,
     compare,
     holdout_ratio,
+    per_split,
     pure_setting,
     setting_order,
     setting_sources,
@@ -39,7 +40,7 @@ NAMES = {
 
 def _series(results: pd.DataFrame, setting: str, method: str, column: str) -> pd.Series:
     part = results[(results["setting"] == setting) & (results["method"] == method)]
-    return part.set_index("split")[column].dropna() if column in part else pd.Series(dtype=float)
+    return per_split(part, column).dropna() if column in part else pd.Series(dtype=float)
 
 
 def claims_table(results: pd.DataFrame, ours: str, alpha: float) -> pd.DataFrame:

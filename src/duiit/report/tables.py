@@ -15,6 +15,7 @@ from duiit.evaluation.metrics import (
     constant_predictor_metrics,
 )
 from duiit.evaluation.stats import (
+    TRANSLATION_SCORES,
     comparisons,
     equivalence,
     holdout_ratio,
@@ -247,11 +248,7 @@ def beside_table(named: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def quality_table(results: pd.DataFrame) -> pd.DataFrame:
     """Translation quality per translating method and source: mean ± std over splits."""
-    cols = [
-        c
-        for c in results.columns
-        if c.startswith(("task_fid_", "consistency_", "fid_inception_", "is_mean_"))
-    ]
+    cols = [c for c in results.columns if c.startswith(TRANSLATION_SCORES)]
     if not cols:
         return pd.DataFrame()
     rows = []
