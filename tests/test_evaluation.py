@@ -204,36 +204,37 @@ def test_inception_scores_explain_what_is_missing(tmp_path) -> None:
 
 def test_translation_scores_pair_only_runs_one_quality_reference_scored(tmp_path) -> None:
     """A split's quality reference trained again (a grid resumed from records without its
-    weights) reads translations otherwise: the test error still pairs on every split, a
-    translation score only where one reference scored both runs, in the report's tests and
-    its claims; the report's audit names the split."""
-    from duiit.evaluation.results import audit, reference_fingerprint
+    weights) reads translations otherwise, and its raw-source task FID tells it apart: the
+    test error still pairs on every split, a translation score only where one reference
+    scored both runs, in the report's tests and its claims; the audit names the split. Runs
+    of one reference that score other sources (MIX-CT-PET beside MIX-CT-MRI) are not a mix."""
+    from duiit.evaluation.results import audit
     from duiit.report.claims import claims_table
 
     results = _results(
         {
             ("MIX-CT-MRI", "duiit", "MRI"): [50.0, 52.0, 51.0, 53.0],
             ("MIX-CT-MRI", "cyclegan", "MRI"): [60.0, 63.0, 61.0, 64.0],
+            ("MIX-CT-PET", "duiit", "PET"): [55.0, 56.0, 57.0, 58.0],
         }
     )
-    results["task_fid_MRI"] = [1.0, 2.0, 3.0, 4.0, 2.0, 3.0, 4.0, 9.0]
-    raw = [10.0, 11.0, 12.0, 13.0, 10.0, 11.0, 12.0, 99.0]  # split 3's cyclegan: another one
-    results["quality_reference"] = [reference_fingerprint({"task_fid_raw_MRI": v}) for v in raw]
-    results["run_dir"] = [str(tmp_path / f"run{i}") for i in range(8)]
-    assert reference_fingerprint({"task_fid_raw_MRI": 10.0, "consistency_MRI": 5.0}) == (
-        reference_fingerprint({"task_fid_raw_MRI": 10.0})
-    )
+    nan = float("nan")
+    results["task_fid_MRI"] = [1.0, 2.0, 3.0, 4.0, 2.0, 3.0, 4.0, 9.0, *[nan] * 4]
+    # split 3's cyclegan was scored by another reference
+    results["task_fid_raw_MRI"] = [10.0, 11.0, 12.0, 13.0, 10.0, 11.0, 12.0, 99.0, *[nan] * 4]
+    results["task_fid_raw_PET"] = [*[nan] * 8, 20.0, 21.0, 22.0, 23.0]
+    results["run_dir"] = [str(tmp_path / f"run{i}") for i in range(12)]
     fid = comparisons(results, "task_fid_MRI").iloc[0]
     assert fid["n"] == 3 and fid["diff"] == pytest.approx(1.0)  # without split 3: (1+1+1)/3
     assert comparisons(results, "mse").iloc[0]["n"] == 4
     claim = claims_table(results, "duiit", 0.1).set_index("claim")
     assert claim.loc["DUIIT has worse FID than CycleGAN (task FID)", "n"] == 3
     assert claim.loc["DUIIT beats CycleGAN", "n"] == 4
-    notes = audit(tmp_path, results).notes
-    assert any(n.startswith("split(s) 3: translations scored by more than one") for n in notes)
-    results["quality_reference"] = reference_fingerprint({"task_fid_raw_MRI": 10.0})
+    notes = [n for n in audit(tmp_path, results).notes if "quality reference" in n]
+    assert len(notes) == 1 and notes[0].startswith("split(s) 3: MRI translations scored by")
+    results.loc[7, "task_fid_raw_MRI"] = 13.0
     assert comparisons(results, "task_fid_MRI").iloc[0]["n"] == 4
-    assert not any("more than one" in n for n in audit(tmp_path, results).notes)
+    assert not any("quality reference" in n for n in audit(tmp_path, results).notes)
 
 
 def test_claims_verdicts_q_and_untestable_rows() -> None:

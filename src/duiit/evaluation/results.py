@@ -7,10 +7,10 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from duiit.evaluation.stats import RAW_FID
 from duiit.files import read_json, write_text
 
 # metrics.csv's columns, as training.loop.MetricsLog writes them.
@@ -38,20 +38,9 @@ def collect(out: Path) -> pd.DataFrame:
         }
         q = run_dir / "quality.json"
         if q.exists():
-            scores = {k: v for k, v in read_json(q).items() if k != "notes"}
-            row.update(scores, quality_reference=reference_fingerprint(scores))
+            row.update({k: v for k, v in read_json(q).items() if k != "notes"})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def reference_fingerprint(scores: dict[str, Any]) -> str:
-    """Which quality reference scored a run's translations: its task FIDs of the raw
-    sources (`task_fid_raw_*`), one number per reference of a split and the same for every
-    run it scored. A split's reference can be trained again (a grid resumed from records
-    without its weights, on another CPU: results/README.md); two runs' translation scores
-    compare only where one reference read both."""
-    raw = sorted((k, v) for k, v in scores.items() if k.startswith("task_fid_raw_"))
-    return ";".join(f"{k.removeprefix('task_fid_raw_')}={v:.9g}" for k, v in raw)
 
 
 def split_predictions(folder: Path) -> dict[str, pd.DataFrame]:
@@ -135,14 +124,14 @@ def audit(out: Path, results: pd.DataFrame) -> Audit:
     translations were scored by more than one reference; a runs.csv that does not match the
     finished runs is written again."""
     found = Audit()
-    if "quality_reference" in results:
-        refs = results.dropna(subset=["quality_reference"]).groupby("split")["quality_reference"]
-        mixed = sorted(int(k) for k, n in refs.nunique().items() if n > 1)
+    for raw in sorted(c for c in results.columns if c.startswith(RAW_FID)):
+        mixed = [int(k) for k, n in results.groupby("split")[raw].nunique().items() if n > 1]
         if mixed:
             found.notes.append(
-                f"split(s) {', '.join(map(str, mixed))}: translations scored by more than one "
-                "quality reference (one trained again since); translation scores pair only "
-                "runs that one reference scored, the others are left out of those tests"
+                f"split(s) {', '.join(map(str, mixed))}: {raw.removeprefix(RAW_FID)} "
+                "translations scored by more than one quality reference (one trained again "
+                "since: their raw-source task FIDs differ); translation scores pair only runs "
+                "that one reference scored, the others are left out of those tests"
             )
     finished = set(results["run_dir"]) if not results.empty else set()
     for run_dir in sorted((out / "runs").glob("*/*/split-*")):

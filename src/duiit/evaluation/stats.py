@@ -74,15 +74,19 @@ def wilcoxon_p(diff: np.ndarray) -> float:
 
 
 TRANSLATION_SCORES = ("task_fid_", "consistency_", "fid_inception_", "is_mean_")
+RAW_FID = "task_fid_raw_"  # a source's task FID before translation, under the split's reference
 
 
 def per_split(runs: pd.DataFrame, column: str) -> pd.Series:
-    """One method's runs' `column`, indexed for `compare`: by split, and a translation score
-    by (split, the quality reference that scored it), so that two runs pair only where one
-    reference read both (results.reference_fingerprint)."""
-    keys = ["split"]
-    if column.startswith(TRANSLATION_SCORES) and "quality_reference" in runs:
-        keys.append("quality_reference")
+    """One method's runs' `column`, indexed for `compare`: by split, and a score of one
+    source's translations by (split, that source's raw task FID). The raw FID is the
+    split's quality reference's own number, the same in every run it scored; a reference
+    trained again (a grid resumed from records without its weights, on another CPU:
+    results/README.md) gives another, so two runs' translation scores pair only where one
+    reference read both."""
+    source = next((column.removeprefix(p) for p in TRANSLATION_SCORES if column.startswith(p)), "")
+    raw = RAW_FID + source
+    keys = ["split", raw] if source and raw != column and raw in runs else ["split"]
     return runs.set_index(keys)[column]
 
 
