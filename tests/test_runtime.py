@@ -30,6 +30,32 @@ def test_auto_takes_bf16_only_on_cpus_with_native_bf16(
     assert (units or "no native bf16") in why
 
 
+@pytest.mark.parametrize(
+    ("units", "train", "gpus", "settled"),
+    [
+        (None, [], 0, "fp32"),
+        ("AVX512-BF16", [], 0, "bf16"),
+        (None, ["train.precision=bf16"], 0, "bf16"),
+        ("AVX512-BF16", ["train.fast=false"], 0, "fp32"),
+        (None, [], 1, "bf16"),  # Ray runs given GPUs: CUDA's, whatever the head's CPU
+        (None, ["train.device=cpu"], 1, "fp32"),
+    ],
+)
+def test_a_grid_settles_auto_precision_once(
+    monkeypatch: pytest.MonkeyPatch, units: str | None, train: list[str], gpus: int, settled: str
+) -> None:
+    """An experiment replaces train.precision=auto by what it means where the grid starts,
+    so that every run computes alike (evaluation.runner.settle_precision)."""
+    from duiit.config import load_config
+    from duiit.evaluation.ray_backend import RayOptions
+    from duiit.evaluation.runner import settle_precision
+
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: units)
+    ray = RayOptions(gpus_per_run=gpus) if gpus else None
+    cfg, note = settle_precision(load_config(overrides=train), 1, ray)
+    assert cfg.train.precision == settled and note
+
+
 def test_explicit_precision_and_slow_path_win_over_hardware(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

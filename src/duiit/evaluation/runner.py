@@ -98,10 +98,10 @@ def settle_precision(cfg: Config, world: int, ray: RayOptions | None) -> tuple[C
     computes alike wherever it runs (another worker, a Ray node, a later sitting on another
     machine): `auto` differs between CPUs, and a grid mixing bf16 and fp32 runs would compare
     unlike. Ray runs given GPUs are settled for CUDA."""
-    device = cfg.train.device
-    if device == "auto" and ray is not None and ray.gpus_per_run > 0:
-        device = "cuda"
-    dev = torch.device("cuda") if device == "cuda" else resolve_device(device, world)
+    if ray is not None and ray.gpus_per_run > 0 and cfg.train.device in ("auto", "cuda"):
+        dev = torch.device("cuda")  # the runs' GPUs, wherever the head runs
+    else:
+        dev = resolve_device(cfg.train.device, world)
     bf16, note = choose_precision(cfg.train.precision, cfg.train.fast, dev)
     train = cfg.train.model_copy(update={"precision": "bf16" if bf16 else "fp32"})
     return cfg.model_copy(update={"train": train}), note
