@@ -205,6 +205,23 @@ def test_resume_after_interruption_finishes(trained: Path, tmp_path: Path) -> No
     assert not metrics.duplicated(["stage", "step", "name"]).any()
 
 
+def test_a_run_keeps_its_precision_and_resumes_in_it(trained: Path, tmp_path: Path) -> None:
+    """config.yaml keeps what train.precision=auto meant where the run began (bf16 or fp32,
+    as env.json says); a run resumed where auto means the other goes on as it began. An
+    older folder's config.yaml says `auto`: its env.json tells."""
+    cfg = yaml.safe_load((trained / "config.yaml").read_text())
+    began = json.loads((trained / "env.json").read_text())["bf16"]
+    assert cfg["train"]["precision"] == ("bf16" if began else "fp32")
+    run = interrupted(trained, tmp_path / "run")
+    other = "fp32" if began else "bf16"
+    cfg["train"]["precision"] = "auto"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _flip_precision(run / "env.json")  # as if begun on a CPU whose auto means the other
+    res = cli("train", "--resume", run)
+    assert res.code == 0, res.err
+    assert f"precision: {other} (train.precision={other})" in res.err
+
+
 def test_resume_from_a_truncated_checkpoint(trained: Path, tmp_path: Path) -> None:
     run = interrupted(trained, tmp_path / "run")
     last = run / "checkpoints" / "duiit-last.pt"

@@ -124,6 +124,7 @@ def execute(
     cls = get_method(method)
     cfg = method_config(method, cfg)
     rt = Runtime.from_config(cfg.train)
+    cfg = settled(cfg, rt.bf16)
     split = split_cohort(target, cfg.data.split, seed=split_seed, by=cfg.data.split_by)
     problems = {p: [split_seed] for p in part_problems(split, target)}
     check_parts(problems, cfg.data.split, target, warn=not quiet)
@@ -275,7 +276,17 @@ def _resume_inputs(out: Path) -> tuple[Path, list[Path], str, Config]:
         )
     info = read_json(out / "run.json")
     cfg = load_config(out / "config.yaml")
+    if cfg.train.precision == "auto" and (out / "env.json").exists():  # an older run folder
+        cfg = settled(cfg, bool(read_json(out / "env.json").get("bf16")))
     return Path(info["target"]), [Path(p) for p in info["sources"]], info["method"], cfg
+
+
+def settled(cfg: Config, bf16: bool) -> Config:
+    """`cfg` with train.precision as the run computes (bf16 or fp32), as config.yaml keeps
+    it: a run resumed on another machine, where `auto` can mean the other, goes on in the
+    precision it began in."""
+    train = cfg.train.model_copy(update={"precision": "bf16" if bf16 else "fp32"})
+    return cfg.model_copy(update={"train": train})
 
 
 def train(

@@ -29,7 +29,7 @@ from duiit.evaluation.record import check_record, experiment_record
 from duiit.evaluation.results import collect
 from duiit.files import folder_lock, write_csv, write_text
 from duiit.progress import console as make_console
-from duiit.runs import check_method_fits
+from duiit.runs import check_method_fits, settled
 from duiit.training.runtime import (
     barrier,
     choose_precision,
@@ -103,8 +103,7 @@ def settle_precision(cfg: Config, world: int, ray: RayOptions | None) -> tuple[C
     else:
         dev = resolve_device(cfg.train.device, world)
     bf16, note = choose_precision(cfg.train.precision, cfg.train.fast, dev)
-    train = cfg.train.model_copy(update={"precision": "bf16" if bf16 else "fp32"})
-    return cfg.model_copy(update={"train": train}), note
+    return settled(cfg, bf16), note
 
 
 def _run_grid(
