@@ -131,8 +131,9 @@ def test_interrupted_sweep_finishes_only_what_is_missing(sweep: Path) -> None:
 
 def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -> None:
     """scripts/keep_runs.py copies the finished runs without checkpoints; copied back into an
-    empty folder, the grid skips every kept run (quality references and scores included),
-    runs only the one whose record is gone, and reports what the original folder does."""
+    empty folder, the grid skips every kept run (quality references and scores included,
+    scored runs without their translation examples too), runs only the one whose record is
+    gone, and reports what the original folder does."""
     keep_runs = script_module("keep_runs")
     out, kept, back = sweep / "out", tmp_path / "kept", tmp_path / "back"
     assert keep_runs.keep(out, kept) == (38 + 2, sum(p.is_file() for p in kept.rglob("*")))
@@ -144,6 +145,8 @@ def test_kept_records_resume_as_the_finished_grid(sweep: Path, tmp_path: Path) -
     unscored.rename(unscored.with_name("elsewhere.json"))
     assert keep_runs.keep(kept, tmp_path / "partial")[0] == 38 + 2 - 1  # not finished there
     unscored.with_name("elsewhere.json").rename(unscored)
+    for examples in kept.rglob("translations.pt"):  # as in a clone: git ignores them
+        examples.unlink()
     keep_runs.keep(kept, back)
     victim = back / "runs" / "MIX-CT-MRI" / "duiit" / "split-01"
     (victim / "result.json").unlink()

@@ -778,7 +778,7 @@ def test_report_of_a_folder_without_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "expect"),
     [
-        ("MIX-CT-MRI/duiit/split-00/translations.pt", "translations.pt cannot be read"),
+        ("MIX-CT-MRI/duiit/split-00/translations.pt", "and the run's quality.json, then"),
         ("PURE-CT/target_only/split-00/result.json", "result.json is damaged"),
     ],
     ids=["damaged translations.pt", "damaged result.json"],

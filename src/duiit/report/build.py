@@ -39,6 +39,11 @@ from duiit.training.loop import load_checkpoint
 
 # What to do about a damaged file of a run that `duiit experiment` writes.
 _RERUN = "delete it and run `duiit experiment` again on this folder to write it again"
+# a run's translation examples are written again only with its scores (quality_done)
+_RESCORE = (
+    "delete it and the run's quality.json, then run `duiit experiment` again on this folder "
+    "to score the run again"
+)
 
 
 def _experiment(out: Path) -> dict:
@@ -98,7 +103,7 @@ def _figures(
         chosen = translating[translating["n_sources"] == translating["n_sources"].max()]
         setting = chosen["setting"].iloc[0]
         examples = {
-            r["method"]: load_checkpoint(Path(r["run_dir"]) / "translations.pt", _RERUN)
+            r["method"]: load_checkpoint(Path(r["run_dir"]) / "translations.pt", _RESCORE)
             for _, r in chosen.iterrows()
         }
         for source in next(iter(examples.values())):
