@@ -434,8 +434,9 @@ def augment(
 ) -> Path:
     """`duiit augment`: the run's augmented training set — the real target images it trained
     on (files copied; its validation and test patients left out) plus translated sources
-    (of those patients too, where `data.disjoint_patients=false` lets them have source
-    scans: as in training) — as files and one manifest, usable by any training pipeline."""
+    (without those patients' source scans either, where `data.disjoint_patients=false` lets
+    them have some: as in training) — as files and one manifest, usable by any training
+    pipeline."""
     fitted, cfg, rt = _run_parts(run_dir)
     real = read_manifest(target)
     target_modality = str(real["modality"].iloc[0])
